@@ -1,0 +1,79 @@
+# Makefile — builds libkiln.so, the kiln CLI, the C tests, examples, sanitizer and fuzz builds.
+#   make            library + CLI          make test       every test (C, then Python if any)
+#   make examples   examples/c             make asan-test  tests under ASan + UBSan
+#   make fuzz       parser fuzz target (clang libFuzzer); FUZZ_SECONDS=60 make fuzz-run
+CC      ?= cc
+BUILD   ?= build
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CPPFLAGS := -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L
+ALL_CFLAGS = -std=c11 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  := -lm -ldl -lpthread
+
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/ir/*.c src/ops/*.c src/runtime/*.c))
+CLI_SRC   := $(wildcard src/cli/*.c)
+TEST_SRC  := $(sort $(wildcard tests/c/*.c))
+EX_SRC    := $(wildcard examples/c/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all test test-c test-tutorial test-python examples asan-test fuzz fuzz-run clean venv
+all: $(BUILD)/libkiln.so $(BUILD)/libkiln.a $(BUILD)/kiln
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libkiln.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libkiln.so: $(LIB_OBJ)
+	$(CC) -shared $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/kiln: $(CLI_OBJ) $(BUILD)/libkiln.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/test_kiln: $(TEST_OBJ) $(BUILD)/libkiln.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# The tutorial at the top of kiln.h must compile and print what it says.
+$(BUILD)/tutorial.c: include/kiln.h
+	@mkdir -p $(BUILD)
+	sed -n '/BEGIN TUTORIAL/,/END TUTORIAL/p' $< | sed '1d;$$d' | sed 's/^ \* \{0,1\}//' > $@
+
+$(BUILD)/tutorial: $(BUILD)/tutorial.c $(BUILD)/libkiln.a
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+test-tutorial: $(BUILD)/tutorial
+	$(BUILD)/tutorial | tail -n 1 | grep -qx '6 15' && echo "tutorial in kiln.h: ok"
+
+test-c: $(BUILD)/test_kiln $(BUILD)/kiln
+	KILN_CLI=$(BUILD)/kiln $(BUILD)/test_kiln
+
+test: all examples test-tutorial test-c
+
+examples: $(EX_SRC:examples/c/%.c=$(BUILD)/examples/%)
+$(BUILD)/examples/%: examples/c/%.c $(BUILD)/libkiln.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+asan-test:
+	$(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" test-c
+
+fuzz: build-fuzz/fuzz_parser
+build-fuzz/fuzz_parser: tests/fuzz/fuzz_parser.c $(LIB_SRC)
+	@mkdir -p build-fuzz
+	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $^ -o $@ -lm -ldl -lpthread
+
+FUZZ_SECONDS ?= 60
+fuzz-run: build-fuzz/fuzz_parser
+	@mkdir -p build-fuzz/corpus
+	build-fuzz/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 build-fuzz/corpus tests/fuzz/corpus
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

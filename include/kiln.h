@@ -1,0 +1,242 @@
+/* kiln.h — the whole public C API of kiln, a deep-learning compiler for training.
+ *
+ * TUTORIAL (this block is extracted and compiled by `make test`; examples/c/ has more).
+ *
+ * A context owns error state; a module owns IR (one arena, freed once); tensors and runtime
+ * values are reference counted and owned by whoever holds a reference. Every call that can fail
+ * returns a status or NULL and leaves a message in the context: kiln_error_message(ctx).
+ *
+ * BEGIN TUTORIAL
+ * #include <stdio.h>
+ * #include "kiln.h"
+ *
+ * int main(void) {
+ *     kiln_context *ctx = kiln_context_new();
+ *     kiln_module *m = kiln_module_new(ctx);
+ *
+ *     // def @main(%x: f32[2,3], %w: f32[3,2]) { return relu(matmul(%x, %w)) summed over axis 1 }
+ *     kiln_function *f = kiln_function_new(m, "main");
+ *     int64_t xs[] = {2, 3}, ws[] = {3, 2};
+ *     kiln_var *x = kiln_function_param(f, "x", kiln_type_tensor(m, KILN_F32, 2, xs));
+ *     kiln_var *w = kiln_function_param(f, "w", kiln_type_tensor(m, KILN_F32, 2, ws));
+ *     kiln_region *body = kiln_function_body(f);
+ *     kiln_var *y = kiln_emit(body, "matmul", 2, (kiln_var *[]){x, w}, NULL);
+ *     y = kiln_emit(body, "relu", 1, &y, NULL);
+ *     kiln_var *s = kiln_emit(body, "sum", 1, &y, "axes=[1]");
+ *     if (!s || kiln_region_yield(body, 1, &s) != KILN_OK) {
+ *         fprintf(stderr, "%s\n", kiln_error_message(ctx));
+ *         return 1;
+ *     }
+ *     char *text = kiln_module_print(m, KILN_PRINT_TYPES);   // the IR, with inferred types
+ *     printf("%s", text);
+ *     kiln_free(text);
+ *
+ *     float xd[] = {1, 2, 3, 4, 5, 6}, wd[] = {1, -1, 1, -1, 1, -1};
+ *     kiln_value in[2] = {kiln_value_tensor(kiln_tensor_from_data(ctx, KILN_F32, 2, xs, xd)),
+ *                         kiln_value_tensor(kiln_tensor_from_data(ctx, KILN_F32, 2, ws, wd))};
+ *     kiln_value out;
+ *     if (kiln_function_run(f, 2, in, &out) != KILN_OK) {     // the interpreter
+ *         fprintf(stderr, "%s\n", kiln_error_message(ctx));
+ *         return 1;
+ *     }
+ *     const float *r = kiln_tensor_data(out.tensor);
+ *     printf("%g %g\n", r[0], r[1]);                          // prints: 6 15
+ *     kiln_value_release(out);
+ *     kiln_value_release(in[0]);
+ *     kiln_value_release(in[1]);
+ *     kiln_module_free(m);
+ *     kiln_context_free(ctx);
+ *     return 0;
+ * }
+ * END TUTORIAL
+ */
+#ifndef KILN_H
+#define KILN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_MAX_DIMS 8
+
+/* ---- status and errors ------------------------------------------------------------------- */
+typedef enum kiln_status {
+    KILN_OK = 0,
+    KILN_ERR_PARSE,       /* malformed IR text or attribute string */
+    KILN_ERR_TYPE,        /* shape / dtype / arity mismatch, unknown op or attribute */
+    KILN_ERR_VALUE,       /* a bad value at run time (index out of range, wrong input) */
+    KILN_ERR_UNSUPPORTED, /* valid request this build cannot do */
+    KILN_ERR_OOM,         /* allocation failed */
+    KILN_ERR_IO,          /* file could not be read or written */
+    KILN_ERR_INTERNAL,    /* a bug in kiln */
+    KILN_STATUS_COUNT
+} kiln_status;
+
+typedef struct kiln_context kiln_context;
+
+kiln_context *kiln_context_new(void);                 /* caller owns; NULL only on OOM */
+void kiln_context_free(kiln_context *ctx);
+const char *kiln_error_message(const kiln_context *ctx); /* last error; owned by ctx */
+kiln_status kiln_error_status(const kiln_context *ctx);
+void kiln_error_clear(kiln_context *ctx);
+const char *kiln_status_name(kiln_status s);
+void kiln_free(void *p);                              /* frees strings kiln returned */
+
+/* ---- dtypes ------------------------------------------------------------------------------ */
+typedef enum kiln_dtype {
+    KILN_F32, KILN_F64, KILN_F16, KILN_BF16, KILN_I8, KILN_U8, KILN_I32, KILN_I64, KILN_BOOL,
+    KILN_DTYPE_COUNT
+} kiln_dtype;
+
+const char *kiln_dtype_name(kiln_dtype dt);           /* "f32", "bf16", ... */
+int kiln_dtype_from_name(const char *name);           /* -1 if unknown; accepts "float32" too */
+size_t kiln_dtype_size(kiln_dtype dt);
+bool kiln_dtype_is_float(kiln_dtype dt);
+bool kiln_dtype_is_int(kiln_dtype dt);                /* integer, not bool */
+
+/* 16-bit float conversions, round to nearest even. */
+uint16_t kiln_f32_to_f16(float x);
+float kiln_f16_to_f32(uint16_t h);
+uint16_t kiln_f32_to_bf16(float x);
+float kiln_bf16_to_f32(uint16_t h);
+
+/* ---- tensors (reference counted, contiguous, 64-byte aligned host memory) ----------------- */
+typedef struct kiln_tensor kiln_tensor;
+
+/* All constructors return a new reference (caller releases) or NULL with the error set. */
+kiln_tensor *kiln_tensor_new(kiln_context *ctx, kiln_dtype dt, int ndim, const int64_t *shape);
+kiln_tensor *kiln_tensor_from_data(kiln_context *ctx, kiln_dtype dt, int ndim,
+                                   const int64_t *shape, const void *data);
+/* Wraps memory the caller owns (zero-copy); `release(release_arg)` runs when the last
+ * reference goes. `data` must stay valid until then. */
+kiln_tensor *kiln_tensor_wrap(kiln_context *ctx, kiln_dtype dt, int ndim, const int64_t *shape,
+                              void *data, void (*release)(void *), void *release_arg);
+kiln_tensor *kiln_tensor_cast(kiln_context *ctx, const kiln_tensor *t, kiln_dtype dt);
+kiln_tensor *kiln_tensor_retain(kiln_tensor *t);
+void kiln_tensor_release(kiln_tensor *t);
+kiln_dtype kiln_tensor_dtype(const kiln_tensor *t);
+int kiln_tensor_ndim(const kiln_tensor *t);
+const int64_t *kiln_tensor_shape(const kiln_tensor *t);
+int64_t kiln_tensor_numel(const kiln_tensor *t);
+size_t kiln_tensor_nbytes(const kiln_tensor *t);
+void *kiln_tensor_data(const kiln_tensor *t);
+
+/* ---- runtime values: a tensor, a scalar or a tuple --------------------------------------- */
+typedef enum kiln_value_kind {
+    KILN_VALUE_NONE, KILN_VALUE_TENSOR, KILN_VALUE_INT, KILN_VALUE_FLOAT, KILN_VALUE_BOOL,
+    KILN_VALUE_TUPLE, KILN_VALUE_KIND_COUNT
+} kiln_value_kind;
+
+typedef struct kiln_tuple kiln_tuple;
+typedef struct kiln_value {
+    kiln_value_kind kind;
+    union {
+        kiln_tensor *tensor; /* owned reference when kind == KILN_VALUE_TENSOR */
+        int64_t i;
+        double f;
+        bool b;
+        kiln_tuple *tuple;   /* owned reference when kind == KILN_VALUE_TUPLE */
+    };
+} kiln_value;
+
+kiln_value kiln_value_tensor(kiln_tensor *t);         /* takes over the reference */
+kiln_value kiln_value_int(int64_t i);
+kiln_value kiln_value_float(double f);
+kiln_value kiln_value_bool(bool b);
+kiln_value kiln_value_tuple(kiln_context *ctx, int n, const kiln_value *items); /* retains items */
+int kiln_value_tuple_size(kiln_value v);
+kiln_value kiln_value_tuple_get(kiln_value v, int i); /* borrowed */
+kiln_value kiln_value_retain(kiln_value v);
+void kiln_value_release(kiln_value v);
+
+/* ---- IR ---------------------------------------------------------------------------------- */
+typedef struct kiln_module kiln_module;
+typedef struct kiln_function kiln_function;
+typedef struct kiln_region kiln_region;
+typedef struct kiln_node kiln_node;
+typedef struct kiln_var kiln_var;
+typedef struct kiln_type kiln_type;
+
+kiln_module *kiln_module_new(kiln_context *ctx);      /* caller owns: kiln_module_free */
+void kiln_module_free(kiln_module *m);
+kiln_context *kiln_module_context(const kiln_module *m);
+/* Parses IR text (see docs/ir.md) and infers types; `filename` is used in messages. */
+kiln_module *kiln_module_parse(kiln_context *ctx, const char *text, const char *filename);
+kiln_status kiln_module_infer(kiln_module *m);        /* type inference over every function */
+kiln_status kiln_module_verify(kiln_module *m);       /* structure, scoping and types */
+
+enum { KILN_PRINT_TYPES = 1 };                        /* flags for kiln_module_print */
+char *kiln_module_print(const kiln_module *m, int flags); /* caller frees with kiln_free */
+
+int kiln_module_function_count(const kiln_module *m);
+kiln_function *kiln_module_function_at(const kiln_module *m, int i);
+kiln_function *kiln_module_function(const kiln_module *m, const char *name); /* NULL if none */
+
+/* Types live in the module's arena. */
+kiln_type *kiln_type_tensor(kiln_module *m, kiln_dtype dt, int ndim, const int64_t *shape);
+kiln_type *kiln_type_int(kiln_module *m);
+kiln_type *kiln_type_float(kiln_module *m);
+kiln_type *kiln_type_bool(kiln_module *m);
+kiln_type *kiln_type_tuple(kiln_module *m, int n, kiln_type *const *elems);
+char *kiln_type_str(const kiln_type *t);              /* caller frees with kiln_free */
+
+/* Functions, parameters and regions are owned by the module. */
+kiln_function *kiln_function_new(kiln_module *m, const char *name);
+kiln_var *kiln_function_param(kiln_function *f, const char *name, kiln_type *type);
+kiln_region *kiln_function_body(kiln_function *f);
+const char *kiln_function_name(const kiln_function *f);
+int kiln_function_param_count(const kiln_function *f);
+const kiln_type *kiln_function_param_type(const kiln_function *f, int i);
+const kiln_type *kiln_function_return_type(const kiln_function *f); /* NULL until inferred */
+
+/* Appends `let %v = op(inputs..., attrs)` to a region. `attrs` uses the IR attribute syntax,
+ * e.g. "axes=[0, 1], keepdims=true", or NULL. Types are inferred at once when the inputs' types
+ * are known. Returns the result variable, or NULL with the error set. */
+kiln_var *kiln_emit(kiln_region *r, const char *op, int n_in, kiln_var *const *in,
+                    const char *attrs);
+kiln_var *kiln_emit_call(kiln_region *r, kiln_function *callee, int n_in, kiln_var *const *in);
+/* `if`: fill kiln_node_region(n, 0) (then) and (n, 1) (else), each ending in a yield. */
+kiln_node *kiln_emit_if(kiln_region *r, kiln_var *cond);
+/* `while`: loop variables start at `init`; region 0 (cond) yields one bool, region 1 (body)
+ * yields the next values of the loop variables. */
+kiln_node *kiln_emit_while(kiln_region *r, int n, kiln_var *const *init, const char *const *names);
+kiln_region *kiln_node_region(kiln_node *n, int i);
+kiln_var *kiln_node_loop_var(kiln_node *n, int i);
+kiln_var *kiln_node_result(kiln_node *n);             /* infers types of the node if needed */
+/* Ends a region (function body: its return values). One value is itself; several, a tuple. */
+kiln_status kiln_region_yield(kiln_region *r, int n, kiln_var *const *vals);
+
+/* Literal operands (owned by the module). */
+kiln_var *kiln_lit_int(kiln_module *m, int64_t v);
+kiln_var *kiln_lit_float(kiln_module *m, double v);
+kiln_var *kiln_lit_bool(kiln_module *m, bool v);
+const kiln_type *kiln_var_type(const kiln_var *v);
+void kiln_var_set_name(kiln_var *v, const char *name);
+
+/* ---- running ----------------------------------------------------------------------------- */
+/* Interprets a function op by op on the CPU reference kernels. Inputs are borrowed; on
+ * success *out holds a new reference the caller releases. */
+kiln_status kiln_function_run(kiln_function *f, int n_in, const kiln_value *in, kiln_value *out);
+/* Runs one op eagerly (the numpy-like API's path). Same ownership as kiln_function_run. */
+kiln_status kiln_op_run(kiln_context *ctx, const char *op, int n_in, const kiln_value *in,
+                        const char *attrs, kiln_value *out);
+
+/* ---- the op table ------------------------------------------------------------------------ */
+int kiln_op_count(void);
+const char *kiln_op_name(int op);
+int kiln_op_from_name(const char *name);              /* -1 if unknown */
+/* One line "name  inputs=N[-M]  dtypes=...  class=...  attrs" written into buf; returns buf. */
+const char *kiln_op_describe(int op, char *buf, size_t size);
+
+/* ---- .npy files -------------------------------------------------------------------------- */
+kiln_tensor *kiln_npy_load(kiln_context *ctx, const char *path);
+kiln_status kiln_npy_save(kiln_context *ctx, const char *path, const kiln_tensor *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KILN_H */

@@ -1,0 +1,64 @@
+/* util.c — helpers shared by shape rules and reference kernels: numpy broadcasting, axis-list
+ * normalisation, and the structural ops' rules (tuple, get, constant). */
+#include "ir/ir.h"
+#include <string.h>
+
+bool kiln_broadcast_shapes(int na, const int64_t *a, int nb, const int64_t *b, int *n_out, int64_t *out) {
+    int n = na > nb ? na : nb;
+    for (int i = 0; i < n; i++) {
+        int64_t da = i < n - na ? 1 : a[i - (n - na)], db = i < n - nb ? 1 : b[i - (n - nb)];
+        if (da != db && da != 1 && db != 1) return false;
+        out[i] = da == 1 ? db : da;
+    }
+    *n_out = n;
+    return true;
+}
+
+void kiln_broadcast_strides(int n_in, const int64_t *in_shape, int n_out, const int64_t *out_shape, int64_t *strides) {
+    int64_t s = 1;
+    for (int i = n_out - 1; i >= 0; i--) {
+        int k = i - (n_out - n_in);
+        if (k < 0) {
+            strides[i] = 0;
+            continue;
+        }
+        strides[i] = (in_shape[k] == 1 && out_shape[i] != 1) ? 0 : s;
+        s *= in_shape[k];
+    }
+}
+
+int kiln_norm_axes(const kiln_attr *axes, int ndim, bool *mask) {
+    memset(mask, 0, sizeof(bool) * KILN_MAX_DIMS);
+    if (!axes->set) {
+        for (int i = 0; i < ndim; i++) mask[i] = true;
+        return ndim;
+    }
+    int count = 0;
+    for (int i = 0; i < axes->n; i++) {
+        int ax = kiln_norm_axis(axes->ints[i], ndim);
+        if (ax < 0 || (ndim == 0 && ax == 0) || mask[ax]) return -1 - i;
+        mask[ax] = true;
+        count++;
+    }
+    return count;
+}
+
+const struct kiln_type *kiln_shape_tuple(kiln_shape_args *a) {
+    const kiln_type *t = kiln_type_tuple_a(a->arena, a->n_in, a->in);
+    return t ? t : kiln_op_fail(a, "out of memory");
+}
+
+const struct kiln_type *kiln_shape_get(kiln_shape_args *a) {
+    char tb[256];
+    const kiln_type *t = a->in[0];
+    int64_t i = kiln_attr_int(a->op, a->attrs, "index");
+    if (t->kind != KILN_TYPE_TUPLE) return kiln_op_fail(a, "input is %s, not a tuple", kiln_type_cstr(t, tb, sizeof tb));
+    if (i < 0 || i >= t->n_elems)
+        return kiln_op_fail(a, "index %lld out of range for %s", (long long)i, kiln_type_cstr(t, tb, sizeof tb));
+    return t->elems[i];
+}
+
+const struct kiln_type *kiln_shape_constant(kiln_shape_args *a) {
+    const kiln_tensor *t = kiln_attr_get(a->op, a->attrs, "value")->tensor;
+    return kiln_type_tensor_a(a->arena, t->dtype, t->ndim, t->shape);
+}
