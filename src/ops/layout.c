@@ -12,49 +12,22 @@ const struct kiln_type *kiln_shape_concatenate(kiln_shape_args *a) { return kiln
 const struct kiln_type *kiln_shape_split(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
 const struct kiln_type *kiln_shape_stack(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
 const struct kiln_type *kiln_shape_strided_slice(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_take(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_embedding(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_gather(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_gather_nd(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_scatter(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
 const struct kiln_type *kiln_shape_pad(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_one_hot(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
 const struct kiln_type *kiln_shape_repeat(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
 const struct kiln_type *kiln_shape_tile(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
 const struct kiln_type *kiln_shape_reverse(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
 const struct kiln_type *kiln_shape_resize2d(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_full(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_full_like(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_arange(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_random(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_dropout(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
 kiln_status kiln_ref_reshape(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_transpose(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_broadcast_to(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_concatenate(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_split(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_strided_slice(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_take(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_gather(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_gather_nd(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_scatter(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_pad(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_one_hot(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_repeat(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_tile(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_reverse(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 kiln_status kiln_ref_resize2d(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_full(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_arange(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_random_uniform(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-kiln_status kiln_ref_random_normal(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
 struct kiln_var *kiln_decompose_batch_flatten(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
 struct kiln_var *kiln_decompose_swap_axis(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
 struct kiln_var *kiln_decompose_stack(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_embedding(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_zeros(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_ones(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_full_like(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_zeros_like(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_ones_like(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_dropout(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
