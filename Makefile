@@ -73,6 +73,22 @@ fuzz-run: build-fuzz/fuzz_parser
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 build-fuzz/corpus tests/fuzz/corpus
 
+# `make setup` on a fresh Debian: installs the build tools that are missing (apt-get, through
+# sudo unless root), then builds and runs the examples. `make demo` does the last part only.
+SETUP_PKGS := build-essential clang libclang-rt-14-dev python3-venv
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: setup demo
+setup:
+	@if command -v apt-get >/dev/null 2>&1 && ! dpkg -s $(SETUP_PKGS) >/dev/null 2>&1; then \
+	    echo "installing $(SETUP_PKGS)"; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SETUP_PKGS); fi
+	$(MAKE) demo
+
+demo: all examples
+	$(BUILD)/examples/mlp
+	$(BUILD)/examples/control_flow
+
 clean:
 	rm -rf build build-asan build-fuzz
 

@@ -7,7 +7,7 @@
 
 kiln_context *kiln_context_new(void) {
     kiln_context *ctx = calloc(1, sizeof *ctx);
-    if (ctx) ctx->call_depth_limit = 2000;
+    if (ctx) ctx->call_depth_limit = 1000;
     return ctx;
 }
 

@@ -83,6 +83,7 @@ kiln_var *kiln_var_new(kiln_function *f, kiln_var_kind kind, const char *name) {
 }
 
 kiln_var *kiln_function_param(kiln_function *f, const char *name, kiln_type *type) {
+    if (!f) return NULL;
     if (!type) {
         kiln_error(f->module->ctx, KILN_ERR_TYPE, "parameter %%%s of @%s has no type", name ? name : "?", f->name);
         return NULL;
@@ -104,7 +105,7 @@ kiln_var *kiln_function_param(kiln_function *f, const char *name, kiln_type *typ
     return v;
 }
 
-kiln_region *kiln_function_body(kiln_function *f) { return f->body; }
+kiln_region *kiln_function_body(kiln_function *f) { return f ? f->body : NULL; }
 const char *kiln_function_name(const kiln_function *f) { return f->name; }
 int kiln_function_param_count(const kiln_function *f) { return f->n_params; }
 const kiln_type *kiln_function_param_type(const kiln_function *f, int i) {
@@ -280,7 +281,9 @@ static kiln_status infer_call(kiln_node *n) {
         if (!kiln_type_equal(n->in[i]->type, g->params[i]->type))
             return node_fail(n, "argument %d of @%s must be %s, got %s", i, g->name,
                              kiln_type_cstr(g->params[i]->type, tb, sizeof tb), kiln_type_cstr(n->in[i]->type, eb, sizeof eb));
-    if (g->infer_state == 0 && infer_function(g)) return KILN_ERR_TYPE;
+    /* Infer the callee first when it is complete; one still being built (or being inferred,
+     * in recursion) is known by its declared return type. */
+    if (g->infer_state == 0 && g->body->n_results >= 0 && infer_function(g)) return KILN_ERR_TYPE;
     const kiln_type *rt = g->ret ? g->ret : g->declared_ret;
     if (!rt)
         return node_fail(n, "@%s is called recursively before its return type is known; declare it with '-> type'", g->name);
@@ -371,22 +374,25 @@ static kiln_var *finish(kiln_region *r, kiln_node *n, kiln_node *before) {
 }
 
 static kiln_status check_open(kiln_region *r) {
+    if (!r) return KILN_ERR_TYPE;
     if (r->n_results >= 0)
         return kiln_error(r->func->module->ctx, KILN_ERR_TYPE, "@%s: emitting into a region that has already yielded", r->func->name);
     return KILN_OK;
 }
 
 static bool check_inputs(kiln_region *r, const char *what, int n_in, kiln_var *const *in) {
+    kiln_context *ctx = r->func->module->ctx;
     for (int i = 0; i < n_in; i++)
-        if (!in || !in[i]) {
-            kiln_error(r->func->module->ctx, KILN_ERR_TYPE, "%s in @%s: input %d is NULL (did an earlier emit fail?)",
-                       what, r->func->name, i);
+        if (!in || !in[i]) { /* keep the error of the failed call that produced the NULL */
+            if (ctx->status == KILN_OK)
+                kiln_error(ctx, KILN_ERR_TYPE, "%s in @%s: input %d is NULL", what, r->func->name, i);
             return false;
         }
     return true;
 }
 
 kiln_var *kiln_emit(kiln_region *r, const char *op_name, int n_in, kiln_var *const *in, const char *attrs) {
+    if (!r) return NULL;
     kiln_context *ctx = r->func->module->ctx;
     int op = kiln_op_from_name(op_name ? op_name : "");
     if (op < 0) {
@@ -416,6 +422,7 @@ kiln_var *kiln_emit(kiln_region *r, const char *op_name, int n_in, kiln_var *con
 }
 
 kiln_var *kiln_emit_call(kiln_region *r, kiln_function *callee, int n_in, kiln_var *const *in) {
+    if (!callee) return NULL;
     if (check_open(r) || !check_inputs(r, "call", n_in, in)) return NULL;
     if (callee->module != r->func->module) {
         kiln_error(r->func->module->ctx, KILN_ERR_TYPE, "call of @%s: callee is in another module", callee->name);
@@ -456,15 +463,19 @@ kiln_node *kiln_emit_while(kiln_region *r, int n_loop, kiln_var *const *init, co
     return n;
 }
 
-kiln_region *kiln_node_region(kiln_node *n, int i) { return i >= 0 && i < n->n_regions ? n->regions[i] : NULL; }
-kiln_var *kiln_node_loop_var(kiln_node *n, int i) { return i >= 0 && i < n->n_loop ? n->loop[i] : NULL; }
+/* The accessors and emitters accept NULL (from an earlier failed call) and return NULL, so a
+ * chain of builder calls can be checked once at the end; the first error stays in the context. */
+kiln_region *kiln_node_region(kiln_node *n, int i) { return n && i >= 0 && i < n->n_regions ? n->regions[i] : NULL; }
+kiln_var *kiln_node_loop_var(kiln_node *n, int i) { return n && i >= 0 && i < n->n_loop ? n->loop[i] : NULL; }
 
 kiln_var *kiln_node_result(kiln_node *n) {
+    if (!n) return NULL;
     if (!n->out->type && inputs_typed(n) && kiln_node_infer(n)) return NULL;
     return n->out;
 }
 
 kiln_status kiln_region_yield(kiln_region *r, int n, kiln_var *const *vals) {
+    if (!r) return KILN_ERR_TYPE;
     kiln_context *ctx = r->func->module->ctx;
     if (check_open(r)) return kiln_error_status(ctx);
     if (!check_inputs(r, "yield", n, vals)) return kiln_error_status(ctx);

@@ -124,6 +124,13 @@ kiln_var *kiln_build(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in,
 kiln_var *kiln_build_float(kiln_builder *b, double v); /* literal operands */
 kiln_var *kiln_build_int(kiln_builder *b, int64_t v);
 
+/* String -> pointer hash map for names in the text printer and parser (parser.c). Keys are
+ * borrowed (key, len) and must outlive the map. Zero-initialise; free with kiln_strmap_free. */
+typedef struct kiln_strmap { size_t cap, count; const char **keys; size_t *lens; void **vals; } kiln_strmap;
+/* The value slot of key: NULL when absent and !insert, or on OOM; inserted slots start NULL. */
+void **kiln_strmap_slot(kiln_strmap *m, const char *key, size_t len, bool insert);
+void kiln_strmap_free(kiln_strmap *m);
+
 /* Parses an attribute list ("axes=[1], keepdims=true") for op into attrs (defaults filled). */
 kiln_status kiln_attrs_parse(kiln_context *ctx, kiln_arena *a, kiln_op op, const char *text,
                              kiln_attr *attrs);

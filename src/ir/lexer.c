@@ -10,6 +10,7 @@
 static bool is_name_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '.'; }
 
 kiln_status kiln_lex_error(kiln_lexer *lx, const char *fmt, ...) {
+    if (lx->failed) return KILN_ERR_PARSE; /* keep the first error */
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -249,13 +250,16 @@ static kiln_status parse_shape(kiln_lexer *lx, int *ndim, int64_t *shape) {
     return kiln_lex_next(lx) ? KILN_OK : KILN_ERR_PARSE;
 }
 
-kiln_status kiln_parse_type(kiln_lexer *lx, const kiln_type **out) {
+/* Tuples recurse; `depth` bounds the nesting so hostile input cannot exhaust the stack. The
+ * limits are above what ops produce (256 elements: the most a node or region takes). */
+static kiln_status parse_type_at(kiln_lexer *lx, const kiln_type **out, int depth) {
     if (kiln_lex_accept(lx, '(')) {
-        const kiln_type *elems[64];
+        if (depth >= 1024) return kiln_lex_error(lx, "tuple types nested more than 1024 deep");
+        const kiln_type *elems[256];
         int n = 0;
         while (!kiln_lex_is(lx, ')')) {
-            if (n == (int)KILN_COUNTOF(elems)) return kiln_lex_error(lx, "tuple type with more than 64 elements");
-            if (kiln_parse_type(lx, &elems[n++])) return KILN_ERR_PARSE;
+            if (n == (int)KILN_COUNTOF(elems)) return kiln_lex_error(lx, "tuple type with more than 256 elements");
+            if (parse_type_at(lx, &elems[n++], depth + 1)) return KILN_ERR_PARSE;
             if (!kiln_lex_is(lx, ')') && kiln_lex_expect(lx, ',', "',' or ')' in a tuple type")) return KILN_ERR_PARSE;
         }
         if (!kiln_lex_next(lx)) return KILN_ERR_PARSE;
@@ -281,6 +285,8 @@ kiln_status kiln_parse_type(kiln_lexer *lx, const kiln_type **out) {
     *out = kiln_type_tensor_a(lx->arena, dt, ndim, shape);
     return *out ? KILN_OK : kiln_error(lx->ctx, KILN_ERR_OOM, "out of memory");
 }
+
+kiln_status kiln_parse_type(kiln_lexer *lx, const kiln_type **out) { return parse_type_at(lx, out, 0); }
 
 /* A number (int or float token, inf, nan), true/false. */
 static kiln_status parse_number(kiln_lexer *lx, double *f, bool *is_int, int64_t *i) {
@@ -314,6 +320,11 @@ static kiln_status parse_tensor_literal(kiln_lexer *lx, kiln_attr *out) {
     int ndim;
     int64_t shape[KILN_MAX_DIMS];
     if (kiln_parse_dtype(lx, &dt) || parse_shape(lx, &ndim, shape)) return KILN_ERR_PARSE;
+    /* Each value takes at least one character: refuse a shape the rest of the text cannot fill
+     * before allocating it (a hostile "f32[1000000000]{" must not allocate 4 GB). */
+    int64_t need = kiln_shape_numel(ndim, shape);
+    if ((int64_t)strnlen(lx->p, (size_t)need) < need)
+        return kiln_lex_error(lx, "tensor literal needs %lld values, more than the rest of the input holds", (long long)need);
     kiln_tensor *t = kiln_tensor_new(lx->ctx, dt, ndim, shape);
     if (!t) return kiln_error_status(lx->ctx);
     if (!kiln_arena_on_free(lx->arena, release_tensor, t)) {

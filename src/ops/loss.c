@@ -1,10 +1,208 @@
-/* loss.c — STUB: shape rules, reference kernels and decompositions of the loss ops (to be written). */
+/* loss.c — losses with torch semantics: nll_loss (a primitive with a reference kernel), and the
+ * composites cross_entropy (class indices or probabilities, label smoothing), mse_loss and
+ * smooth_l1_loss, as shape rules plus decompositions. */
 #include "ir/ir.h"
+#include <math.h>
+#include <string.h>
 
-const struct kiln_type *kiln_shape_nll_loss(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_cross_entropy(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_pointwise_loss(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-kiln_status kiln_ref_nll_loss(kiln_kernel_args *a) { return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "not implemented"); }
-struct kiln_var *kiln_decompose_cross_entropy(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_mse_loss(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_smooth_l1_loss(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
+/* Emits op on inputs with a ready attribute string (or NULL). A NULL input comes from an
+ * earlier emit that failed: return NULL and leave its error in the context. */
+static kiln_var *emit(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in, const char *attrs) {
+    for (int i = 0; i < n_in; i++)
+        if (!in[i]) return NULL;
+    return attrs ? kiln_build(b, op, n_in, in, "%s", attrs) : kiln_build(b, op, n_in, in, NULL);
+}
+
+static kiln_var *bin(kiln_builder *b, kiln_op op, kiln_var *x, kiln_var *y) {
+    return emit(b, op, 2, (kiln_var *[]){x, y}, NULL);
+}
+
+static kiln_var *un(kiln_builder *b, kiln_op op, kiln_var *x) { return emit(b, op, 1, &x, NULL); }
+
+/* The class axis of an input of ndim dims: [C] or [N, C, d1, ...]. */
+static int class_axis(int ndim) { return ndim >= 2 ? 1 : 0; }
+
+/* The result type of a loss: per element of `shape` for reduction "none", else 0-d. */
+static const kiln_type *loss_type(kiln_shape_args *a, kiln_dtype dt, int ndim, const int64_t *shape) {
+    bool none = !strcmp(kiln_attr_str(a->op, a->attrs, "reduction"), "none");
+    const kiln_type *t = kiln_type_tensor_a(a->arena, dt, none ? ndim : 0, shape);
+    return t ? t : kiln_op_fail(a, "out of memory");
+}
+
+/* ---- nll_loss ----------------------------------------------------------------------------- */
+/* Checks input 0 (log-probabilities or logits, [C] or [N, C, d1, ...]) and writes the shape of
+ * its class-index target (logp's shape without the class axis) to *ndim / shape. */
+static bool check_scores(kiln_shape_args *a, const char *name, int *ndim, int64_t *shape) {
+    const kiln_type *x = a->in[0];
+    char xb[256];
+    if (x->kind != KILN_TYPE_TENSOR || x->ndim < 1) {
+        kiln_op_fail(a, "%s is %s, expected a tensor [C] or [N, C, d1, ...]", name, kiln_type_cstr(x, xb, sizeof xb));
+        return false;
+    }
+    int cd = class_axis(x->ndim);
+    *ndim = 0;
+    for (int i = 0; i < x->ndim; i++)
+        if (i != cd) shape[(*ndim)++] = x->shape[i];
+    return true;
+}
+
+/* A class-index target: an int tensor of the given shape. */
+static bool check_index_target(kiln_shape_args *a, const char *name, int ndim, const int64_t *shape) {
+    const kiln_type *x = a->in[0], *t = a->in[1];
+    if (t->kind == KILN_TYPE_TENSOR && kiln_dtype_is_int(t->dtype) && t->ndim == ndim &&
+        (ndim == 0 || !memcmp(t->shape, shape, sizeof(int64_t) * (size_t)ndim)))
+        return true;
+    char xb[256], tb[256], sb[128];
+    if (t->kind != KILN_TYPE_TENSOR || !kiln_dtype_is_int(t->dtype))
+        kiln_op_fail(a, "target is %s, expected an int tensor of class indices", kiln_type_cstr(t, tb, sizeof tb));
+    else
+        kiln_op_fail(a, "target is %s, expected shape %s for %s %s ([N] or [N, d1, ...] for [N, C] or [N, C, d1, ...])",
+                     kiln_type_cstr(t, tb, sizeof tb), kiln_shape_str(ndim, shape, sb, sizeof sb), name,
+                     kiln_type_cstr(x, xb, sizeof xb));
+    return false;
+}
+
+const kiln_type *kiln_shape_nll_loss(kiln_shape_args *a) {
+    int ndim;
+    int64_t shape[KILN_MAX_DIMS];
+    if (!check_scores(a, "logp", &ndim, shape) || !check_index_target(a, "logp", ndim, shape)) return NULL;
+    return loss_type(a, a->in[0]->dtype, ndim, shape);
+}
+
+/* loss[n, d] = -logp[n, target[n, d], d], 0 where target == ignore_index; "mean" divides the
+ * sum by the number of targets not ignored (nan when all are). Work is one load per target,
+ * so elements are read through the generic dtype helpers. */
+kiln_status kiln_ref_nll_loss(kiln_kernel_args *a) {
+    const kiln_tensor *lp = a->in[0], *tg = a->in[1];
+    kiln_tensor *out = a->out[0];
+    int cd = class_axis(lp->ndim);
+    int64_t C = lp->shape[cd], D = 1; /* D: elements per (n, class) pair, the d1... dims */
+    for (int i = cd + 1; i < lp->ndim; i++) D *= lp->shape[i];
+    int64_t ignore = kiln_attr_int(a->op, a->attrs, "ignore_index");
+    const char *red = kiln_attr_str(a->op, a->attrs, "reduction");
+    bool none = !strcmp(red, "none");
+    double total = 0;
+    int64_t count = 0;
+    for (int64_t k = 0; k < tg->numel; k++) {
+        int64_t t = kiln_load_i64(tg->dtype, tg->data, k);
+        double loss = 0;
+        if (t != ignore) {
+            if (t < 0 || t >= C)
+                return kiln_kernel_fail(a, KILN_ERR_VALUE, "target %lld at flat index %lld is out of range for %lld classes "
+                                        "(expected 0 <= target < %lld or ignore_index %lld)",
+                                        (long long)t, (long long)k, (long long)C, (long long)C, (long long)ignore);
+            loss = -kiln_load_f64(lp->dtype, lp->data, ((k / D) * C + t) * D + k % D);
+            total += loss;
+            count++;
+        }
+        if (none) kiln_store_f64(out->dtype, out->data, k, loss);
+    }
+    if (!none) kiln_store_f64(out->dtype, out->data, 0, !strcmp(red, "sum") ? total : count ? total / (double)count : NAN);
+    return KILN_OK;
+}
+
+/* ---- cross_entropy ------------------------------------------------------------------------ */
+/* logits [C] or [N, C, d1, ...]; target: class indices (int, logits' shape without the class
+ * axis) or probabilities (logits' type). */
+const kiln_type *kiln_shape_cross_entropy(kiln_shape_args *a) {
+    int ndim;
+    int64_t shape[KILN_MAX_DIMS];
+    double eps = kiln_attr_float(a->op, a->attrs, "label_smoothing");
+    const kiln_type *x = a->in[0], *t = a->in[1];
+    char xb[256], tb[256];
+    if (!check_scores(a, "logits", &ndim, shape)) return NULL;
+    if (!(eps >= 0 && eps <= 1)) return kiln_op_fail(a, "label_smoothing %g is not in [0, 1]", eps);
+    if (t->kind == KILN_TYPE_TENSOR && kiln_dtype_is_float(t->dtype)) {
+        if (!kiln_type_equal(t, x))
+            return kiln_op_fail(a, "probability target is %s, expected the logits' type %s",
+                                kiln_type_cstr(t, tb, sizeof tb), kiln_type_cstr(x, xb, sizeof xb));
+    } else if (!check_index_target(a, "logits", ndim, shape)) {
+        return NULL;
+    }
+    return loss_type(a, x->dtype, ndim, shape);
+}
+
+/* Reduces per-element losses as `reduction` says, dividing a mean by `count` (a var). */
+static kiln_var *reduce_loss(kiln_builder *b, kiln_var *loss, const char *red, kiln_var *count) {
+    if (!strcmp(red, "none")) return loss;
+    kiln_var *sum = un(b, KILN_OP_SUM, loss);
+    return !strcmp(red, "sum") ? sum : bin(b, KILN_OP_DIVIDE, sum, count);
+}
+
+/* torch's cross_entropy. With s = log_softmax(logits, class axis) and ε = label_smoothing:
+ * class indices: (1-ε) * nll_loss(s, target) + ε/C * L, L the same reduction of -sum_c s over
+ * targets not ignored (zero at ignored ones; mean divides by their count);
+ * probabilities p: p' = (1-ε) p + ε/C, loss = -sum_c p' s, a mean divides by N * d1 * .... */
+kiln_var *kiln_decompose_cross_entropy(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    const kiln_type *x = in[0]->type;
+    int cd = class_axis(x->ndim);
+    double C = (double)x->shape[cd], eps = kiln_attr_float(n->op, n->attrs, "label_smoothing");
+    const char *red = kiln_attr_str(n->op, n->attrs, "reduction");
+    long long ignore = (long long)kiln_attr_int(n->op, n->attrs, "ignore_index");
+    char attrs[96], class_axes[32];
+    snprintf(attrs, sizeof attrs, "axis=%d", cd);
+    snprintf(class_axes, sizeof class_axes, "axes=[%d]", cd);
+    kiln_var *s = emit(b, KILN_OP_LOG_SOFTMAX, 1, &in[0], attrs);
+    kiln_var *target = in[1];
+    if (kiln_dtype_is_int(target->type->dtype)) {
+        snprintf(attrs, sizeof attrs, "reduction=\"%s\", ignore_index=%lld", red, ignore);
+        kiln_var *nll = emit(b, KILN_OP_NLL_LOSS, 2, (kiln_var *[]){s, target}, attrs);
+        if (eps == 0) return nll;
+        kiln_var *ne = bin(b, KILN_OP_NOT_EQUAL, target, kiln_build_int(b, ignore));
+        snprintf(attrs, sizeof attrs, "dtype=%s", kiln_dtype_name(x->dtype));
+        kiln_var *keep = emit(b, KILN_OP_CAST, 1, &ne, attrs);
+        kiln_var *sum_s = bin(b, KILN_OP_MULTIPLY, emit(b, KILN_OP_SUM, 1, &s, class_axes), keep);
+        kiln_var *smooth = reduce_loss(b, sum_s, red, un(b, KILN_OP_SUM, keep)); /* = -L */
+        return bin(b, KILN_OP_SUBTRACT, bin(b, KILN_OP_MULTIPLY, nll, kiln_build_float(b, 1 - eps)),
+                   bin(b, KILN_OP_MULTIPLY, smooth, kiln_build_float(b, eps / C)));
+    }
+    if (eps > 0)
+        target = bin(b, KILN_OP_ADD, bin(b, KILN_OP_MULTIPLY, target, kiln_build_float(b, 1 - eps)), kiln_build_float(b, eps / C));
+    kiln_var *prod = bin(b, KILN_OP_MULTIPLY, target, s);
+    int64_t count = 1;
+    for (int i = 0; i < x->ndim; i++)
+        if (i != cd) count *= x->shape[i];
+    kiln_var *per = un(b, KILN_OP_NEG, emit(b, KILN_OP_SUM, 1, &prod, class_axes));
+    return reduce_loss(b, per, red, kiln_build_float(b, (double)count));
+}
+
+/* ---- mse_loss, smooth_l1_loss ------------------------------------------------------------- */
+/* pred and target: float tensors of one shape (torch would broadcast with a warning; kiln asks
+ * for equal shapes); the result has their promoted dtype. */
+const kiln_type *kiln_shape_pointwise_loss(kiln_shape_args *a) {
+    const kiln_type *p = a->in[0], *t = a->in[1];
+    char pb[256], tb[256];
+    if (p->kind != KILN_TYPE_TENSOR || t->kind != KILN_TYPE_TENSOR || !kiln_dtype_is_float(t->dtype))
+        return kiln_op_fail(a, "pred %s and target %s must be float tensors", kiln_type_cstr(p, pb, sizeof pb),
+                            kiln_type_cstr(t, tb, sizeof tb));
+    if (p->ndim != t->ndim || (p->ndim && memcmp(p->shape, t->shape, sizeof(int64_t) * (size_t)p->ndim)))
+        return kiln_op_fail(a, "pred %s and target %s must have the same shape (kiln does not broadcast losses)",
+                            kiln_type_cstr(p, pb, sizeof pb), kiln_type_cstr(t, tb, sizeof tb));
+    if (a->op == KILN_OP_SMOOTH_L1_LOSS && !(kiln_attr_float(a->op, a->attrs, "beta") >= 0))
+        return kiln_op_fail(a, "beta %g must be >= 0", kiln_attr_float(a->op, a->attrs, "beta"));
+    return loss_type(a, kiln_dtype_promote(p->dtype, t->dtype), p->ndim, p->shape);
+}
+
+/* Reduces pointwise losses: a mean over every element. */
+static kiln_var *reduce_pointwise(kiln_builder *b, const kiln_node *n, kiln_var *loss) {
+    const char *red = kiln_attr_str(n->op, n->attrs, "reduction");
+    return !strcmp(red, "mean") ? un(b, KILN_OP_MEAN, loss) : reduce_loss(b, loss, red, NULL);
+}
+
+/* (pred - target)^2 */
+kiln_var *kiln_decompose_mse_loss(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    kiln_var *d = bin(b, KILN_OP_SUBTRACT, in[0], in[1]);
+    return reduce_pointwise(b, n, bin(b, KILN_OP_MULTIPLY, d, d));
+}
+
+/* z = |pred - target|: 0.5 z^2 / beta where z < beta, else z - 0.5 beta; beta = 0 is l1. */
+kiln_var *kiln_decompose_smooth_l1_loss(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    double beta = kiln_attr_float(n->op, n->attrs, "beta");
+    kiln_var *z = un(b, KILN_OP_ABS, bin(b, KILN_OP_SUBTRACT, in[0], in[1]));
+    if (beta > 0) {
+        kiln_var *quad = bin(b, KILN_OP_MULTIPLY, bin(b, KILN_OP_MULTIPLY, z, z), kiln_build_float(b, 0.5 / beta));
+        kiln_var *lin = bin(b, KILN_OP_SUBTRACT, z, kiln_build_float(b, 0.5 * beta));
+        z = emit(b, KILN_OP_WHERE, 3, (kiln_var *[]){bin(b, KILN_OP_LESS, z, kiln_build_float(b, beta)), quad, lin}, NULL);
+    }
+    return reduce_pointwise(b, n, z);
+}

@@ -1,11 +1,213 @@
-/* norm.c — STUB: shape rules, reference kernels and decompositions of the norm ops (to be written). */
+/* norm.c — normalisation and softmax composites: shape rules and decompositions of layer_norm,
+ * batch_norm_train / batch_norm_infer, softmax and log_softmax into reductions and elementwise
+ * ops (softmax subtracts the max first, so large inputs stay finite). */
 #include "ir/ir.h"
+#include <stdio.h>
+#include <string.h>
 
-const struct kiln_type *kiln_shape_batch_norm_train(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_batch_norm_infer(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-const struct kiln_type *kiln_shape_layer_norm(kiln_shape_args *a) { return kiln_op_fail(a, "not implemented"); }
-struct kiln_var *kiln_decompose_batch_norm_train(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_batch_norm_infer(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_layer_norm(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_softmax(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
-struct kiln_var *kiln_decompose_log_softmax(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in) { (void)b; (void)n; (void)in; return NULL; }
+/* ---- builder shorthands ------------------------------------------------------------------- */
+/* Emits op on inputs with a ready attribute string (or NULL). A NULL input comes from an
+ * earlier emit that failed: return NULL and leave its error in the context. */
+static kiln_var *emit(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in, const char *attrs) {
+    for (int i = 0; i < n_in; i++)
+        if (!in[i]) return NULL;
+    return attrs ? kiln_build(b, op, n_in, in, "%s", attrs) : kiln_build(b, op, n_in, in, NULL);
+}
+
+static kiln_var *bin(kiln_builder *b, kiln_op op, kiln_var *x, kiln_var *y) {
+    return emit(b, op, 2, (kiln_var *[]){x, y}, NULL);
+}
+
+static kiln_var *un(kiln_builder *b, kiln_op op, kiln_var *x) { return emit(b, op, 1, &x, NULL); }
+
+/* "[a, b, c]" into buf. */
+static const char *int_list(int n, const int64_t *v, char *buf, size_t size) {
+    size_t len = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < n && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? ", " : "", (long long)v[i]);
+    if (len < size) snprintf(buf + len, size - len, "]");
+    return buf;
+}
+
+/* Reduction `op` (sum, max, mean) of x over the dims set in mask, kept as size 1 so that the
+ * result broadcasts back against x. */
+static kiln_var *reduce_kept(kiln_builder *b, kiln_op op, kiln_var *x, const bool *mask, int ndim) {
+    int64_t axes[KILN_MAX_DIMS];
+    int n = 0;
+    char list[256], attrs[288];
+    for (int i = 0; i < ndim; i++)
+        if (mask[i]) axes[n++] = i;
+    snprintf(attrs, sizeof attrs, "axes=%s, keepdims=true", int_list(n, axes, list, sizeof list));
+    return emit(b, op, 1, &x, attrs);
+}
+
+static kiln_var *reshape(kiln_builder *b, kiln_var *x, int ndim, const int64_t *shape) {
+    char list[256], attrs[288];
+    snprintf(attrs, sizeof attrs, "shape=%s", int_list(ndim, shape, list, sizeof list));
+    return emit(b, KILN_OP_RESHAPE, 1, &x, attrs);
+}
+
+/* d * rsqrt(var + eps): d is x minus its mean, var the (biased) variance. */
+static kiln_var *scale_by_rstd(kiln_builder *b, kiln_var *d, kiln_var *var, double eps) {
+    return bin(b, KILN_OP_MULTIPLY, d, un(b, KILN_OP_RSQRT, bin(b, KILN_OP_ADD, var, kiln_build_float(b, eps))));
+}
+
+/* (x - mean) / sqrt(var + eps) over the dims set in mask; the mean and the biased variance,
+ * computed in two passes as mean((x - mean)^2), go to *mean and *var with those dims kept. */
+static kiln_var *standardize(kiln_builder *b, kiln_var *x, const bool *mask, int ndim, double eps,
+                             kiln_var **mean, kiln_var **var) {
+    *mean = reduce_kept(b, KILN_OP_MEAN, x, mask, ndim);
+    kiln_var *d = bin(b, KILN_OP_SUBTRACT, x, *mean);
+    *var = reduce_kept(b, KILN_OP_MEAN, bin(b, KILN_OP_MULTIPLY, d, d), mask, ndim);
+    return scale_by_rstd(b, d, *var, eps);
+}
+
+/* ---- softmax, log_softmax ----------------------------------------------------------------- */
+/* The softmax axis of node n over input type t, or -1 with the error set. The shape rule is the
+ * shared unary one, so the axis is checked here. */
+static int softmax_axis(kiln_builder *b, const kiln_node *n, const kiln_type *t) {
+    int64_t axis = kiln_attr_int(n->op, n->attrs, "axis");
+    int ax = t->ndim > 0 ? kiln_norm_axis(axis, t->ndim) : -1;
+    if (ax < 0) {
+        char where[256], tb[256];
+        kiln_error(b->region->func->module->ctx, KILN_ERR_TYPE, "op '%s' at %s: axis %lld is out of range for %s",
+                   kiln_op_info_get(n->op)->name, kiln_node_where(n, where, sizeof where), (long long)axis,
+                   kiln_type_cstr(t, tb, sizeof tb));
+    }
+    return ax;
+}
+
+/* x - max(x, axis): every entry <= 0, so exp never overflows. */
+static kiln_var *shift_by_max(kiln_builder *b, kiln_var *x, int ax, bool *mask) {
+    for (int i = 0; i < x->type->ndim; i++) mask[i] = i == ax;
+    return bin(b, KILN_OP_SUBTRACT, x, reduce_kept(b, KILN_OP_MAX, x, mask, x->type->ndim));
+}
+
+/* softmax = exp(s) / sum(exp(s)) with s = x - max(x). */
+kiln_var *kiln_decompose_softmax(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    bool mask[KILN_MAX_DIMS];
+    int ax = softmax_axis(b, n, in[0]->type);
+    if (ax < 0) return NULL;
+    kiln_var *e = un(b, KILN_OP_EXP, shift_by_max(b, in[0], ax, mask));
+    return bin(b, KILN_OP_DIVIDE, e, reduce_kept(b, KILN_OP_SUM, e, mask, in[0]->type->ndim));
+}
+
+/* log_softmax = s - log(sum(exp(s))) with s = x - max(x). */
+kiln_var *kiln_decompose_log_softmax(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    bool mask[KILN_MAX_DIMS];
+    int ax = softmax_axis(b, n, in[0]->type);
+    if (ax < 0) return NULL;
+    kiln_var *s = shift_by_max(b, in[0], ax, mask);
+    kiln_var *lse = un(b, KILN_OP_LOG, reduce_kept(b, KILN_OP_SUM, un(b, KILN_OP_EXP, s), mask, in[0]->type->ndim));
+    return bin(b, KILN_OP_SUBTRACT, s, lse);
+}
+
+/* ---- layer_norm --------------------------------------------------------------------------- */
+/* Input i of a norm op must be a tensor of x's dtype and the given shape. */
+static bool check_param(kiln_shape_args *a, int i, const char *name, int ndim, const int64_t *shape, const char *what) {
+    const kiln_type *x = a->in[0], *p = a->in[i];
+    if (p->kind == KILN_TYPE_TENSOR && p->dtype == x->dtype && p->ndim == ndim &&
+        (ndim == 0 || !memcmp(p->shape, shape, sizeof(int64_t) * (size_t)ndim)))
+        return true;
+    char pb[256], xb[256], sb[128];
+    kiln_op_fail(a, "%s is %s, expected %s%s (%s of x %s)", name, kiln_type_cstr(p, pb, sizeof pb),
+                 kiln_dtype_name(x->dtype), int_list(ndim, shape, sb, sizeof sb), what, kiln_type_cstr(x, xb, sizeof xb));
+    return false;
+}
+
+/* x must be a tensor of at least min_ndim dims with `axis` in range; returns the axis or -1. */
+static int check_x_axis(kiln_shape_args *a, int min_ndim) {
+    const kiln_type *x = a->in[0];
+    char xb[256];
+    int64_t axis = kiln_attr_int(a->op, a->attrs, "axis");
+    if (x->kind != KILN_TYPE_TENSOR || x->ndim < min_ndim) {
+        kiln_op_fail(a, "x is %s, expected a tensor of at least %d dims", kiln_type_cstr(x, xb, sizeof xb), min_ndim);
+        return -1;
+    }
+    int ax = kiln_norm_axis(axis, x->ndim);
+    if (ax < 0) kiln_op_fail(a, "axis %lld is out of range for x %s", (long long)axis, kiln_type_cstr(x, xb, sizeof xb));
+    return ax;
+}
+
+/* layer_norm(x[, gamma[, beta]]): normalises over dims [axis, ndim) (torch's normalized_shape =
+ * x.shape[axis:]); gamma and beta have that shape. */
+const kiln_type *kiln_shape_layer_norm(kiln_shape_args *a) {
+    static const char *names[] = {"x", "gamma", "beta"};
+    int ax = check_x_axis(a, 1);
+    if (ax < 0) return NULL;
+    const kiln_type *x = a->in[0];
+    for (int i = 1; i < a->n_in; i++)
+        if (!check_param(a, i, names[i], x->ndim - ax, x->shape + ax, "x.shape[axis:]")) return NULL;
+    return x;
+}
+
+kiln_var *kiln_decompose_layer_norm(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    const kiln_type *t = in[0]->type;
+    int ax = kiln_norm_axis(kiln_attr_int(n->op, n->attrs, "axis"), t->ndim);
+    bool mask[KILN_MAX_DIMS];
+    kiln_var *mean, *var;
+    for (int i = 0; i < t->ndim; i++) mask[i] = i >= ax;
+    kiln_var *y = standardize(b, in[0], mask, t->ndim, kiln_attr_float(n->op, n->attrs, "eps"), &mean, &var);
+    /* gamma and beta have shape x.shape[axis:]: numpy broadcasting aligns them on the right */
+    if (n->n_in > 1) y = bin(b, KILN_OP_MULTIPLY, y, in[1]);
+    if (n->n_in > 2) y = bin(b, KILN_OP_ADD, y, in[2]);
+    return y;
+}
+
+/* ---- batch_norm --------------------------------------------------------------------------- */
+/* x [..., C at axis, ...] of at least 2 dims; every other input is [C] of x's dtype. */
+static int check_batch_norm(kiln_shape_args *a) {
+    static const char *names[] = {"x", "gamma", "beta", "running_mean", "running_var"};
+    int ax = check_x_axis(a, 2);
+    for (int i = 1; ax >= 0 && i < a->n_in; i++)
+        if (!check_param(a, i, names[i], 1, &a->in[0]->shape[ax], "[C] = x.shape[axis]")) return -1;
+    return ax;
+}
+
+/* batch_norm_train -> (y, batch mean [C], biased batch variance [C]). */
+const kiln_type *kiln_shape_batch_norm_train(kiln_shape_args *a) {
+    int ax = check_batch_norm(a);
+    if (ax < 0) return NULL;
+    const kiln_type *x = a->in[0], *c = kiln_type_tensor_a(a->arena, x->dtype, 1, &x->shape[ax]);
+    const kiln_type *t = c ? kiln_type_tuple_a(a->arena, 3, (const kiln_type *[]){x, c, c}) : NULL;
+    return t ? t : kiln_op_fail(a, "out of memory");
+}
+
+const kiln_type *kiln_shape_batch_norm_infer(kiln_shape_args *a) {
+    return check_batch_norm(a) < 0 ? NULL : a->in[0];
+}
+
+/* Reshapes a [C] vector to [1, .., C, .., 1] (C at axis ax) so that it broadcasts against x. */
+static kiln_var *per_channel(kiln_builder *b, kiln_var *v, const kiln_type *x, int ax) {
+    int64_t shape[KILN_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = i == ax ? x->shape[ax] : 1;
+    return reshape(b, v, x->ndim, shape);
+}
+
+/* y * gamma + beta with [C] gamma and beta placed at axis ax. */
+static kiln_var *affine(kiln_builder *b, kiln_var *y, kiln_var *const *in, int ax) {
+    const kiln_type *x = in[0]->type;
+    y = bin(b, KILN_OP_MULTIPLY, y, per_channel(b, in[1], x, ax));
+    return bin(b, KILN_OP_ADD, y, per_channel(b, in[2], x, ax));
+}
+
+kiln_var *kiln_decompose_batch_norm_train(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    const kiln_type *x = in[0]->type;
+    int ax = kiln_norm_axis(kiln_attr_int(n->op, n->attrs, "axis"), x->ndim);
+    bool mask[KILN_MAX_DIMS];
+    kiln_var *mean, *var;
+    for (int i = 0; i < x->ndim; i++) mask[i] = i != ax;
+    kiln_var *y = affine(b, standardize(b, in[0], mask, x->ndim, kiln_attr_float(n->op, n->attrs, "eps"), &mean, &var), in, ax);
+    mean = reshape(b, mean, 1, &x->shape[ax]);
+    var = reshape(b, var, 1, &x->shape[ax]);
+    return emit(b, KILN_OP_TUPLE, 3, (kiln_var *[]){y, mean, var}, NULL);
+}
+
+/* (x - running_mean) / sqrt(running_var + eps) * gamma + beta. */
+kiln_var *kiln_decompose_batch_norm_infer(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    const kiln_type *x = in[0]->type;
+    int ax = kiln_norm_axis(kiln_attr_int(n->op, n->attrs, "axis"), x->ndim);
+    kiln_var *d = bin(b, KILN_OP_SUBTRACT, in[0], per_channel(b, in[3], x, ax));
+    kiln_var *y = scale_by_rstd(b, d, per_channel(b, in[4], x, ax), kiln_attr_float(n->op, n->attrs, "eps"));
+    return affine(b, y, in, ax);
+}

@@ -2,6 +2,7 @@
  * accessors and printing, and the error helpers shape rules and kernels use. */
 #include "ir/lexer.h"
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@ struct kiln_var *kiln_decompose_none(struct kiln_builder *b, const struct kiln_n
 }
 
 static kiln_arena schema_arena;
-static bool table_ready;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 static kiln_attr_kind kind_from_name(const char *s, size_t n) {
     static const char *names[KILN_ATTR_KIND_COUNT] = {"int", "float", "bool", "ints", "floats", "str", "dtype", "tensor"};
@@ -81,7 +82,6 @@ static void parse_schema(kiln_op_info *info) {
 }
 
 static void table_init(void) {
-    if (table_ready) return;
     kiln_arena_init(&schema_arena);
     for (int op = 0; op < KILN_OP_COUNT; op++) {
         kiln_op_info *info = &OPS[op];
@@ -90,11 +90,10 @@ static void table_init(void) {
         if (info->decompose == kiln_decompose_none) info->decompose = NULL;
         parse_schema(info);
     }
-    table_ready = true;
 }
 
 const kiln_op_info *kiln_op_info_get(kiln_op op) {
-    table_init();
+    pthread_once(&table_once, table_init);
     return &OPS[op];
 }
 

@@ -154,6 +154,23 @@ int kiln_norm_axes(const kiln_attr *axes, int ndim, bool *mask);
 bool kiln_broadcast_shapes(int na, const int64_t *a, int nb, const int64_t *b, int *n_out, int64_t *out);
 /* Element strides (0 on broadcast dims) of a contiguous input of in_shape read at out_shape. */
 void kiln_broadcast_strides(int n_in, const int64_t *in_shape, int n_out, const int64_t *out_shape, int64_t *strides);
+/* Philox4x32-10 (random.c): replaces counter c by its encryption under key (k0, k1). */
+void kiln_philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1);
+
+/* ---- dense kernels shared by the matmul, conv and pool families (matmul.c, conv.c) -------- */
+/* The dtype such kernels compute in: f32 for f16 / bf16 / f32, f64, i64 for ints and bool. */
+kiln_dtype kiln_acc_dtype(kiln_dtype dt);
+/* t's data as dtype dt: t->data itself when t has that dtype, else a malloc'd buffer stored in
+ * *owned too (filled with t's converted elements when `convert`); caller frees *owned. NULL on OOM. */
+void *kiln_data_as(const kiln_tensor *t, kiln_dtype dt, bool convert, void **owned);
+/* C[m, n] = A[m, k] @ B[k, n] in dtype dt (f32, f64 or i64, wrapping): A(i, p) is a[i*sam + p*sak],
+ * B(p, j) is b[p*sbk + j*sbn], C is row-major with row stride ldc. The one GEMM of the ref kernels. */
+void kiln_gemm(kiln_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t sam, int64_t sak,
+               const void *b, int64_t sbk, int64_t sbn, void *c, int64_t ldc);
+/* A 2-D window attribute of conv / pool ops: `name` must hold 2 ints >= min, or for "padding"
+ * [h, w] or [top, left, bottom, right] >= 0, stored as 4. False with a message in err if not. */
+bool kiln_window_attr(kiln_op op, const kiln_attr *attrs, const char *name, int64_t min, int64_t *out,
+                      char *err, size_t err_size);
 
 /* ---- every rule, kernel and decomposition named in ops.def -------------------------------- */
 /* Column `shape` X names kiln_shape_X, `kernel` X names kiln_ref_X, `decomp` X names

@@ -133,16 +133,22 @@ static void value_describe(kiln_value v, char *buf, size_t size) {
 /* ---- regions and nodes ------------------------------------------------------------------- */
 static kiln_status run_region(frame *fr, kiln_region *r, kiln_value *out);
 
-static kiln_status region_result(frame *fr, kiln_region *r, kiln_value *out) {
-    if (r->n_results == 1) {
-        *out = kiln_value_retain(lookup(fr, r->results[0]));
+/* A tuple of the values of vars (kept out of line: its array must not sit on the recursive path). */
+__attribute__((noinline)) static kiln_status make_tuple(frame *fr, int n, kiln_var *const *vars, kiln_value *out) {
+    kiln_value items[256];
+    if (n > 256) return kiln_error(fr->ctx, KILN_ERR_UNSUPPORTED, "a tuple of more than 256 values");
+    for (int i = 0; i < n; i++) items[i] = lookup(fr, vars[i]);
+    *out = kiln_value_tuple(fr->ctx, n, items);
+    return out->kind == KILN_VALUE_NONE ? KILN_ERR_OOM : KILN_OK;
+}
+
+/* A region's yield: one value is itself, several a tuple. */
+static kiln_status region_result(frame *fr, int n, kiln_var *const *vars, kiln_value *out) {
+    if (n == 1) {
+        *out = kiln_value_retain(lookup(fr, vars[0]));
         return KILN_OK;
     }
-    kiln_value items[256];
-    if (r->n_results > 256) return kiln_error(fr->ctx, KILN_ERR_UNSUPPORTED, "more than 256 results");
-    for (int i = 0; i < r->n_results; i++) items[i] = lookup(fr, r->results[i]);
-    *out = kiln_value_tuple(fr->ctx, r->n_results, items);
-    return out->kind == KILN_VALUE_NONE ? KILN_ERR_OOM : KILN_OK;
+    return make_tuple(fr, n, vars, out);
 }
 
 static bool truth(kiln_value v) {
@@ -171,17 +177,19 @@ static kiln_status run_while(frame *fr, kiln_node *n, kiln_value *out) {
             kiln_value_release(next);
         }
     }
-    kiln_region tmp = {.n_results = n->n_loop, .results = n->loop};
-    kiln_status s = region_result(fr, &tmp, out);
+    kiln_status s = region_result(fr, n->n_loop, n->loop, out);
     for (int i = 0; i < n->n_loop; i++) bind(fr, n->loop[i], (kiln_value){.kind = KILN_VALUE_NONE});
     return s;
 }
 
+/* Calls recurse through the C stack, so this path keeps its frames small (no big locals). */
 static kiln_status run_call(frame *fr, kiln_node *n, kiln_function *callee, kiln_value *out) {
-    kiln_value args[256];
-    if (n->n_in > 256) return kiln_error(fr->ctx, KILN_ERR_UNSUPPORTED, "more than 256 arguments");
+    kiln_value *args = malloc(sizeof *args * (size_t)(n->n_in ? n->n_in : 1));
+    if (!args) return kiln_error(fr->ctx, KILN_ERR_OOM, "out of memory");
     for (int i = 0; i < n->n_in; i++) args[i] = lookup(fr, n->in[i]);
-    return run_function(fr->ctx, callee, n->n_in, args, out, fr->depth + 1);
+    kiln_status s = run_function(fr->ctx, callee, n->n_in, args, out, fr->depth + 1);
+    free(args);
+    return s;
 }
 
 /* Builds (once) the decomposition of a composite node as a detached function of its inputs. */
@@ -238,7 +246,7 @@ static kiln_value output_value(const kiln_type *t, kiln_tensor *o) {
     return kiln_value_tensor(o);
 }
 
-static kiln_status run_kernel(frame *fr, kiln_node *n, kiln_value *out) {
+__attribute__((noinline)) static kiln_status run_kernel(frame *fr, kiln_node *n, kiln_value *out) {
     const kiln_op_info *info = kiln_op_info_get(n->op);
     kiln_context *ctx = fr->ctx;
     char where[256];
@@ -285,13 +293,7 @@ done:
 static kiln_status run_node(frame *fr, kiln_node *n, kiln_value *out) {
     const kiln_op_info *info = kiln_op_info_get(n->op);
     switch (n->op) {
-    case KILN_OP_TUPLE: {
-        kiln_value items[256];
-        if (n->n_in > 256) return kiln_error(fr->ctx, KILN_ERR_UNSUPPORTED, "tuple of more than 256");
-        for (int i = 0; i < n->n_in; i++) items[i] = lookup(fr, n->in[i]);
-        *out = kiln_value_tuple(fr->ctx, n->n_in, items);
-        return out->kind == KILN_VALUE_NONE ? KILN_ERR_OOM : KILN_OK;
-    }
+    case KILN_OP_TUPLE: return make_tuple(fr, n->n_in, n->in, out);
     case KILN_OP_GET:
         *out = kiln_value_retain(kiln_value_tuple_get(lookup(fr, n->in[0]), (int)n->attrs[0].i));
         return KILN_OK;
@@ -317,7 +319,7 @@ static kiln_status run_region(frame *fr, kiln_region *r, kiln_value *out) {
         bind(fr, n->out, v);
         for (int i = 0; i < n->n_dead; i++) bind(fr, n->dead[i], (kiln_value){.kind = KILN_VALUE_NONE});
     }
-    return region_result(fr, r, out);
+    return region_result(fr, r->n_results, r->results, out);
 }
 
 static kiln_status run_function(kiln_context *ctx, kiln_function *f, int n_in, const kiln_value *in,
