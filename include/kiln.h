@@ -183,6 +183,14 @@ kiln_type *kiln_type_float(kiln_module *m);
 kiln_type *kiln_type_bool(kiln_module *m);
 kiln_type *kiln_type_tuple(kiln_module *m, int n, kiln_type *const *elems);
 char *kiln_type_str(const kiln_type *t);              /* caller frees with kiln_free */
+/* Reading a type: kind 0 tensor, 1 scalar, 2 tuple; a scalar's dtype is KILN_I64 (int),
+ * KILN_F64 (float) or KILN_BOOL. */
+int kiln_type_kind_of(const kiln_type *t);
+kiln_dtype kiln_type_dtype(const kiln_type *t);
+int kiln_type_ndim(const kiln_type *t);
+const int64_t *kiln_type_shape(const kiln_type *t);
+int kiln_type_tuple_size(const kiln_type *t);
+const kiln_type *kiln_type_tuple_elem(const kiln_type *t, int i);
 
 /* Functions, parameters and regions are owned by the module. */
 kiln_function *kiln_function_new(kiln_module *m, const char *name);

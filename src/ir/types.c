@@ -101,3 +101,12 @@ kiln_type *kiln_type_bool(kiln_module *m) { return (kiln_type *)kiln_type_scalar
 kiln_type *kiln_type_tuple(kiln_module *m, int n, kiln_type *const *elems) {
     return (kiln_type *)kiln_type_tuple_a(&m->arena, n, (const kiln_type *const *)elems);
 }
+
+int kiln_type_kind_of(const kiln_type *t) { return (int)t->kind; }
+kiln_dtype kiln_type_dtype(const kiln_type *t) { return t->dtype; }
+int kiln_type_ndim(const kiln_type *t) { return t->kind == KILN_TYPE_TENSOR ? t->ndim : 0; }
+const int64_t *kiln_type_shape(const kiln_type *t) { return t->shape; }
+int kiln_type_tuple_size(const kiln_type *t) { return t->kind == KILN_TYPE_TUPLE ? t->n_elems : -1; }
+const kiln_type *kiln_type_tuple_elem(const kiln_type *t, int i) {
+    return t->kind == KILN_TYPE_TUPLE && i >= 0 && i < t->n_elems ? t->elems[i] : NULL;
+}
