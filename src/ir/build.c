@@ -509,5 +509,15 @@ kiln_var *kiln_build(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in,
     return finish(r, n, b->before);
 }
 
+kiln_var *kiln_build_text(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in, const char *attrs) {
+    return attrs ? kiln_build(b, op, n_in, in, "%s", attrs) : kiln_build(b, op, n_in, in, NULL);
+}
+
+kiln_var *kiln_build1(kiln_builder *b, kiln_op op, kiln_var *x) { return kiln_build(b, op, 1, &x, NULL); }
+
+kiln_var *kiln_build2(kiln_builder *b, kiln_op op, kiln_var *x, kiln_var *y) {
+    return kiln_build(b, op, 2, (kiln_var *[]){x, y}, NULL);
+}
+
 kiln_var *kiln_build_float(kiln_builder *b, double v) { return kiln_lit_float(b->region->func->module, v); }
 kiln_var *kiln_build_int(kiln_builder *b, int64_t v) { return kiln_lit_int(b->region->func->module, v); }

@@ -121,6 +121,10 @@ typedef struct kiln_builder {
 /* Emits op with printf-formatted attributes ("axes=[%d]"); infers its type. NULL on error. */
 kiln_var *kiln_build(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in,
                      const char *attrs_fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Shorthands: attributes as a ready string (or NULL); unary and binary ops without attributes. */
+kiln_var *kiln_build_text(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in, const char *attrs);
+kiln_var *kiln_build1(kiln_builder *b, kiln_op op, kiln_var *x);
+kiln_var *kiln_build2(kiln_builder *b, kiln_op op, kiln_var *x, kiln_var *y);
 kiln_var *kiln_build_float(kiln_builder *b, double v); /* literal operands */
 kiln_var *kiln_build_int(kiln_builder *b, int64_t v);
 

@@ -5,19 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Emits op on inputs with a ready attribute string (or NULL). A NULL input comes from an
- * earlier emit that failed: return NULL and leave its error in the context. */
-static kiln_var *emit(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in, const char *attrs) {
-    for (int i = 0; i < n_in; i++)
-        if (!in[i]) return NULL;
-    return attrs ? kiln_build(b, op, n_in, in, "%s", attrs) : kiln_build(b, op, n_in, in, NULL);
-}
-
-static kiln_var *bin(kiln_builder *b, kiln_op op, kiln_var *x, kiln_var *y) {
-    return emit(b, op, 2, (kiln_var *[]){x, y}, NULL);
-}
-
-static kiln_var *un(kiln_builder *b, kiln_op op, kiln_var *x) { return emit(b, op, 1, &x, NULL); }
 
 /* The class axis of an input of ndim dims: [C] or [N, C, d1, ...]. */
 static int class_axis(int ndim) { return ndim >= 2 ? 1 : 0; }
@@ -125,8 +112,8 @@ const kiln_type *kiln_shape_cross_entropy(kiln_shape_args *a) {
 /* Reduces per-element losses as `reduction` says, dividing a mean by `count` (a var). */
 static kiln_var *reduce_loss(kiln_builder *b, kiln_var *loss, const char *red, kiln_var *count) {
     if (!strcmp(red, "none")) return loss;
-    kiln_var *sum = un(b, KILN_OP_SUM, loss);
-    return !strcmp(red, "sum") ? sum : bin(b, KILN_OP_DIVIDE, sum, count);
+    kiln_var *sum = kiln_build1(b, KILN_OP_SUM, loss);
+    return !strcmp(red, "sum") ? sum : kiln_build2(b, KILN_OP_DIVIDE, sum, count);
 }
 
 /* torch's cross_entropy. With s = log_softmax(logits, class axis) and ε = label_smoothing:
@@ -142,27 +129,27 @@ kiln_var *kiln_decompose_cross_entropy(kiln_builder *b, const kiln_node *n, kiln
     char attrs[96], class_axes[32];
     snprintf(attrs, sizeof attrs, "axis=%d", cd);
     snprintf(class_axes, sizeof class_axes, "axes=[%d]", cd);
-    kiln_var *s = emit(b, KILN_OP_LOG_SOFTMAX, 1, &in[0], attrs);
+    kiln_var *s = kiln_build_text(b, KILN_OP_LOG_SOFTMAX, 1, &in[0], attrs);
     kiln_var *target = in[1];
     if (kiln_dtype_is_int(target->type->dtype)) {
         snprintf(attrs, sizeof attrs, "reduction=\"%s\", ignore_index=%lld", red, ignore);
-        kiln_var *nll = emit(b, KILN_OP_NLL_LOSS, 2, (kiln_var *[]){s, target}, attrs);
+        kiln_var *nll = kiln_build_text(b, KILN_OP_NLL_LOSS, 2, (kiln_var *[]){s, target}, attrs);
         if (eps == 0) return nll;
-        kiln_var *ne = bin(b, KILN_OP_NOT_EQUAL, target, kiln_build_int(b, ignore));
+        kiln_var *ne = kiln_build2(b, KILN_OP_NOT_EQUAL, target, kiln_build_int(b, ignore));
         snprintf(attrs, sizeof attrs, "dtype=%s", kiln_dtype_name(x->dtype));
-        kiln_var *keep = emit(b, KILN_OP_CAST, 1, &ne, attrs);
-        kiln_var *sum_s = bin(b, KILN_OP_MULTIPLY, emit(b, KILN_OP_SUM, 1, &s, class_axes), keep);
-        kiln_var *smooth = reduce_loss(b, sum_s, red, un(b, KILN_OP_SUM, keep)); /* = -L */
-        return bin(b, KILN_OP_SUBTRACT, bin(b, KILN_OP_MULTIPLY, nll, kiln_build_float(b, 1 - eps)),
-                   bin(b, KILN_OP_MULTIPLY, smooth, kiln_build_float(b, eps / C)));
+        kiln_var *keep = kiln_build_text(b, KILN_OP_CAST, 1, &ne, attrs);
+        kiln_var *sum_s = kiln_build2(b, KILN_OP_MULTIPLY, kiln_build_text(b, KILN_OP_SUM, 1, &s, class_axes), keep);
+        kiln_var *smooth = reduce_loss(b, sum_s, red, kiln_build1(b, KILN_OP_SUM, keep)); /* = -L */
+        return kiln_build2(b, KILN_OP_SUBTRACT, kiln_build2(b, KILN_OP_MULTIPLY, nll, kiln_build_float(b, 1 - eps)),
+                   kiln_build2(b, KILN_OP_MULTIPLY, smooth, kiln_build_float(b, eps / C)));
     }
     if (eps > 0)
-        target = bin(b, KILN_OP_ADD, bin(b, KILN_OP_MULTIPLY, target, kiln_build_float(b, 1 - eps)), kiln_build_float(b, eps / C));
-    kiln_var *prod = bin(b, KILN_OP_MULTIPLY, target, s);
+        target = kiln_build2(b, KILN_OP_ADD, kiln_build2(b, KILN_OP_MULTIPLY, target, kiln_build_float(b, 1 - eps)), kiln_build_float(b, eps / C));
+    kiln_var *prod = kiln_build2(b, KILN_OP_MULTIPLY, target, s);
     int64_t count = 1;
     for (int i = 0; i < x->ndim; i++)
         if (i != cd) count *= x->shape[i];
-    kiln_var *per = un(b, KILN_OP_NEG, emit(b, KILN_OP_SUM, 1, &prod, class_axes));
+    kiln_var *per = kiln_build1(b, KILN_OP_NEG, kiln_build_text(b, KILN_OP_SUM, 1, &prod, class_axes));
     return reduce_loss(b, per, red, kiln_build_float(b, (double)count));
 }
 
@@ -186,23 +173,23 @@ const kiln_type *kiln_shape_pointwise_loss(kiln_shape_args *a) {
 /* Reduces pointwise losses: a mean over every element. */
 static kiln_var *reduce_pointwise(kiln_builder *b, const kiln_node *n, kiln_var *loss) {
     const char *red = kiln_attr_str(n->op, n->attrs, "reduction");
-    return !strcmp(red, "mean") ? un(b, KILN_OP_MEAN, loss) : reduce_loss(b, loss, red, NULL);
+    return !strcmp(red, "mean") ? kiln_build1(b, KILN_OP_MEAN, loss) : reduce_loss(b, loss, red, NULL);
 }
 
 /* (pred - target)^2 */
 kiln_var *kiln_decompose_mse_loss(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
-    kiln_var *d = bin(b, KILN_OP_SUBTRACT, in[0], in[1]);
-    return reduce_pointwise(b, n, bin(b, KILN_OP_MULTIPLY, d, d));
+    kiln_var *d = kiln_build2(b, KILN_OP_SUBTRACT, in[0], in[1]);
+    return reduce_pointwise(b, n, kiln_build2(b, KILN_OP_MULTIPLY, d, d));
 }
 
 /* z = |pred - target|: 0.5 z^2 / beta where z < beta, else z - 0.5 beta; beta = 0 is l1. */
 kiln_var *kiln_decompose_smooth_l1_loss(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
     double beta = kiln_attr_float(n->op, n->attrs, "beta");
-    kiln_var *z = un(b, KILN_OP_ABS, bin(b, KILN_OP_SUBTRACT, in[0], in[1]));
+    kiln_var *z = kiln_build1(b, KILN_OP_ABS, kiln_build2(b, KILN_OP_SUBTRACT, in[0], in[1]));
     if (beta > 0) {
-        kiln_var *quad = bin(b, KILN_OP_MULTIPLY, bin(b, KILN_OP_MULTIPLY, z, z), kiln_build_float(b, 0.5 / beta));
-        kiln_var *lin = bin(b, KILN_OP_SUBTRACT, z, kiln_build_float(b, 0.5 * beta));
-        z = emit(b, KILN_OP_WHERE, 3, (kiln_var *[]){bin(b, KILN_OP_LESS, z, kiln_build_float(b, beta)), quad, lin}, NULL);
+        kiln_var *quad = kiln_build2(b, KILN_OP_MULTIPLY, kiln_build2(b, KILN_OP_MULTIPLY, z, z), kiln_build_float(b, 0.5 / beta));
+        kiln_var *lin = kiln_build2(b, KILN_OP_SUBTRACT, z, kiln_build_float(b, 0.5 * beta));
+        z = kiln_build_text(b, KILN_OP_WHERE, 3, (kiln_var *[]){kiln_build2(b, KILN_OP_LESS, z, kiln_build_float(b, beta)), quad, lin}, NULL);
     }
     return reduce_pointwise(b, n, z);
 }

@@ -5,29 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* ---- builder shorthands ------------------------------------------------------------------- */
-/* Emits op on inputs with a ready attribute string (or NULL). A NULL input comes from an
- * earlier emit that failed: return NULL and leave its error in the context. */
-static kiln_var *emit(kiln_builder *b, kiln_op op, int n_in, kiln_var *const *in, const char *attrs) {
-    for (int i = 0; i < n_in; i++)
-        if (!in[i]) return NULL;
-    return attrs ? kiln_build(b, op, n_in, in, "%s", attrs) : kiln_build(b, op, n_in, in, NULL);
-}
 
-static kiln_var *bin(kiln_builder *b, kiln_op op, kiln_var *x, kiln_var *y) {
-    return emit(b, op, 2, (kiln_var *[]){x, y}, NULL);
-}
-
-static kiln_var *un(kiln_builder *b, kiln_op op, kiln_var *x) { return emit(b, op, 1, &x, NULL); }
-
-/* "[a, b, c]" into buf. */
-static const char *int_list(int n, const int64_t *v, char *buf, size_t size) {
-    size_t len = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < n && len < size; i++)
-        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? ", " : "", (long long)v[i]);
-    if (len < size) snprintf(buf + len, size - len, "]");
-    return buf;
-}
 
 /* Reduction `op` (sum, max, mean) of x over the dims set in mask, kept as size 1 so that the
  * result broadcasts back against x. */
@@ -37,19 +15,19 @@ static kiln_var *reduce_kept(kiln_builder *b, kiln_op op, kiln_var *x, const boo
     char list[256], attrs[288];
     for (int i = 0; i < ndim; i++)
         if (mask[i]) axes[n++] = i;
-    snprintf(attrs, sizeof attrs, "axes=%s, keepdims=true", int_list(n, axes, list, sizeof list));
-    return emit(b, op, 1, &x, attrs);
+    snprintf(attrs, sizeof attrs, "axes=%s, keepdims=true", kiln_shape_str(n, axes, list, sizeof list));
+    return kiln_build_text(b, op, 1, &x, attrs);
 }
 
 static kiln_var *reshape(kiln_builder *b, kiln_var *x, int ndim, const int64_t *shape) {
     char list[256], attrs[288];
-    snprintf(attrs, sizeof attrs, "shape=%s", int_list(ndim, shape, list, sizeof list));
-    return emit(b, KILN_OP_RESHAPE, 1, &x, attrs);
+    snprintf(attrs, sizeof attrs, "shape=%s", kiln_shape_str(ndim, shape, list, sizeof list));
+    return kiln_build_text(b, KILN_OP_RESHAPE, 1, &x, attrs);
 }
 
 /* d * rsqrt(var + eps): d is x minus its mean, var the (biased) variance. */
 static kiln_var *scale_by_rstd(kiln_builder *b, kiln_var *d, kiln_var *var, double eps) {
-    return bin(b, KILN_OP_MULTIPLY, d, un(b, KILN_OP_RSQRT, bin(b, KILN_OP_ADD, var, kiln_build_float(b, eps))));
+    return kiln_build2(b, KILN_OP_MULTIPLY, d, kiln_build1(b, KILN_OP_RSQRT, kiln_build2(b, KILN_OP_ADD, var, kiln_build_float(b, eps))));
 }
 
 /* (x - mean) / sqrt(var + eps) over the dims set in mask; the mean and the biased variance,
@@ -57,8 +35,8 @@ static kiln_var *scale_by_rstd(kiln_builder *b, kiln_var *d, kiln_var *var, doub
 static kiln_var *standardize(kiln_builder *b, kiln_var *x, const bool *mask, int ndim, double eps,
                              kiln_var **mean, kiln_var **var) {
     *mean = reduce_kept(b, KILN_OP_MEAN, x, mask, ndim);
-    kiln_var *d = bin(b, KILN_OP_SUBTRACT, x, *mean);
-    *var = reduce_kept(b, KILN_OP_MEAN, bin(b, KILN_OP_MULTIPLY, d, d), mask, ndim);
+    kiln_var *d = kiln_build2(b, KILN_OP_SUBTRACT, x, *mean);
+    *var = reduce_kept(b, KILN_OP_MEAN, kiln_build2(b, KILN_OP_MULTIPLY, d, d), mask, ndim);
     return scale_by_rstd(b, d, *var, eps);
 }
 
@@ -80,7 +58,7 @@ static int softmax_axis(kiln_builder *b, const kiln_node *n, const kiln_type *t)
 /* x - max(x, axis): every entry <= 0, so exp never overflows. */
 static kiln_var *shift_by_max(kiln_builder *b, kiln_var *x, int ax, bool *mask) {
     for (int i = 0; i < x->type->ndim; i++) mask[i] = i == ax;
-    return bin(b, KILN_OP_SUBTRACT, x, reduce_kept(b, KILN_OP_MAX, x, mask, x->type->ndim));
+    return kiln_build2(b, KILN_OP_SUBTRACT, x, reduce_kept(b, KILN_OP_MAX, x, mask, x->type->ndim));
 }
 
 /* softmax = exp(s) / sum(exp(s)) with s = x - max(x). */
@@ -88,8 +66,8 @@ kiln_var *kiln_decompose_softmax(kiln_builder *b, const kiln_node *n, kiln_var *
     bool mask[KILN_MAX_DIMS];
     int ax = softmax_axis(b, n, in[0]->type);
     if (ax < 0) return NULL;
-    kiln_var *e = un(b, KILN_OP_EXP, shift_by_max(b, in[0], ax, mask));
-    return bin(b, KILN_OP_DIVIDE, e, reduce_kept(b, KILN_OP_SUM, e, mask, in[0]->type->ndim));
+    kiln_var *e = kiln_build1(b, KILN_OP_EXP, shift_by_max(b, in[0], ax, mask));
+    return kiln_build2(b, KILN_OP_DIVIDE, e, reduce_kept(b, KILN_OP_SUM, e, mask, in[0]->type->ndim));
 }
 
 /* log_softmax = s - log(sum(exp(s))) with s = x - max(x). */
@@ -98,8 +76,8 @@ kiln_var *kiln_decompose_log_softmax(kiln_builder *b, const kiln_node *n, kiln_v
     int ax = softmax_axis(b, n, in[0]->type);
     if (ax < 0) return NULL;
     kiln_var *s = shift_by_max(b, in[0], ax, mask);
-    kiln_var *lse = un(b, KILN_OP_LOG, reduce_kept(b, KILN_OP_SUM, un(b, KILN_OP_EXP, s), mask, in[0]->type->ndim));
-    return bin(b, KILN_OP_SUBTRACT, s, lse);
+    kiln_var *lse = kiln_build1(b, KILN_OP_LOG, reduce_kept(b, KILN_OP_SUM, kiln_build1(b, KILN_OP_EXP, s), mask, in[0]->type->ndim));
+    return kiln_build2(b, KILN_OP_SUBTRACT, s, lse);
 }
 
 /* ---- layer_norm --------------------------------------------------------------------------- */
@@ -111,7 +89,7 @@ static bool check_param(kiln_shape_args *a, int i, const char *name, int ndim, c
         return true;
     char pb[256], xb[256], sb[128];
     kiln_op_fail(a, "%s is %s, expected %s%s (%s of x %s)", name, kiln_type_cstr(p, pb, sizeof pb),
-                 kiln_dtype_name(x->dtype), int_list(ndim, shape, sb, sizeof sb), what, kiln_type_cstr(x, xb, sizeof xb));
+                 kiln_dtype_name(x->dtype), kiln_shape_str(ndim, shape, sb, sizeof sb), what, kiln_type_cstr(x, xb, sizeof xb));
     return false;
 }
 
@@ -149,8 +127,8 @@ kiln_var *kiln_decompose_layer_norm(kiln_builder *b, const kiln_node *n, kiln_va
     for (int i = 0; i < t->ndim; i++) mask[i] = i >= ax;
     kiln_var *y = standardize(b, in[0], mask, t->ndim, kiln_attr_float(n->op, n->attrs, "eps"), &mean, &var);
     /* gamma and beta have shape x.shape[axis:]: numpy broadcasting aligns them on the right */
-    if (n->n_in > 1) y = bin(b, KILN_OP_MULTIPLY, y, in[1]);
-    if (n->n_in > 2) y = bin(b, KILN_OP_ADD, y, in[2]);
+    if (n->n_in > 1) y = kiln_build2(b, KILN_OP_MULTIPLY, y, in[1]);
+    if (n->n_in > 2) y = kiln_build2(b, KILN_OP_ADD, y, in[2]);
     return y;
 }
 
@@ -187,8 +165,8 @@ static kiln_var *per_channel(kiln_builder *b, kiln_var *v, const kiln_type *x, i
 /* y * gamma + beta with [C] gamma and beta placed at axis ax. */
 static kiln_var *affine(kiln_builder *b, kiln_var *y, kiln_var *const *in, int ax) {
     const kiln_type *x = in[0]->type;
-    y = bin(b, KILN_OP_MULTIPLY, y, per_channel(b, in[1], x, ax));
-    return bin(b, KILN_OP_ADD, y, per_channel(b, in[2], x, ax));
+    y = kiln_build2(b, KILN_OP_MULTIPLY, y, per_channel(b, in[1], x, ax));
+    return kiln_build2(b, KILN_OP_ADD, y, per_channel(b, in[2], x, ax));
 }
 
 kiln_var *kiln_decompose_batch_norm_train(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
@@ -200,14 +178,14 @@ kiln_var *kiln_decompose_batch_norm_train(kiln_builder *b, const kiln_node *n, k
     kiln_var *y = affine(b, standardize(b, in[0], mask, x->ndim, kiln_attr_float(n->op, n->attrs, "eps"), &mean, &var), in, ax);
     mean = reshape(b, mean, 1, &x->shape[ax]);
     var = reshape(b, var, 1, &x->shape[ax]);
-    return emit(b, KILN_OP_TUPLE, 3, (kiln_var *[]){y, mean, var}, NULL);
+    return kiln_build_text(b, KILN_OP_TUPLE, 3, (kiln_var *[]){y, mean, var}, NULL);
 }
 
 /* (x - running_mean) / sqrt(running_var + eps) * gamma + beta. */
 kiln_var *kiln_decompose_batch_norm_infer(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
     const kiln_type *x = in[0]->type;
     int ax = kiln_norm_axis(kiln_attr_int(n->op, n->attrs, "axis"), x->ndim);
-    kiln_var *d = bin(b, KILN_OP_SUBTRACT, in[0], per_channel(b, in[3], x, ax));
+    kiln_var *d = kiln_build2(b, KILN_OP_SUBTRACT, in[0], per_channel(b, in[3], x, ax));
     kiln_var *y = scale_by_rstd(b, d, per_channel(b, in[4], x, ax), kiln_attr_float(n->op, n->attrs, "eps"));
     return affine(b, y, in, ax);
 }
