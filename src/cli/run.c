@@ -39,16 +39,16 @@ static int parse_args(int argc, char **argv, run_args *a) {
  * *v), 0 if it is not scalar syntax (so a path), -1 if it is malformed. */
 static int parse_scalar(const char *s, kiln_value *v) {
     const char *colon = strchr(s, ':');
-    size_t kind = colon ? (size_t)(colon - s) : 0;
+    size_t tag = colon ? (size_t)(colon - s) : 0;
     const char *text = colon ? colon + 1 : NULL;
     char *end = NULL;
     errno = 0;
-    if (kind == 3 && !strncmp(s, "int", 3)) {
+    if (tag == 3 && !strncmp(s, "int", 3)) {
         *v = kiln_value_int(strtoll(text, &end, 10));
-    } else if (kind == 5 && !strncmp(s, "float", 5)) {
+    } else if (tag == 5 && !strncmp(s, "float", 5)) {
         *v = kiln_value_float(strtod(text, &end));
         if (errno == ERANGE && v->f == 0) errno = 0; /* underflow to 0 is fine */
-    } else if (kind == 4 && !strncmp(s, "bool", 4)) {
+    } else if (tag == 4 && !strncmp(s, "bool", 4)) {
         if (strcmp(text, "true") && strcmp(text, "false")) return -1;
         *v = kiln_value_bool(!strcmp(text, "true"));
         return 1;
@@ -58,13 +58,17 @@ static int parse_scalar(const char *s, kiln_value *v) {
     return end == text || *end || errno ? -1 : 1;
 }
 
-/* Fills in[] from the arguments: scalars first (so a typo is a usage error before any file is
- * read), then the .npy files. Entries not filled stay KILN_VALUE_NONE. */
-static int load_inputs(kiln_context *ctx, const run_args *a, kiln_value *in) {
+/* Fills in[] with the scalar arguments; a malformed one is a usage error. */
+static int parse_scalars(const run_args *a, kiln_value *in) {
     for (int i = 0; i < a->n_in; i++)
         if (parse_scalar(a->in[i], &in[i]) < 0)
             return kiln_cli_error(KILN_CLI_USAGE, "bad scalar argument '%s' (expected int:N, float:X, bool:true or "
                                   "bool:false)", a->in[i]);
+    return KILN_CLI_OK;
+}
+
+/* Fills the entries of in[] that parse_scalars left empty (KILN_VALUE_NONE) from .npy files. */
+static int load_tensors(kiln_context *ctx, const run_args *a, kiln_value *in) {
     for (int i = 0; i < a->n_in; i++) {
         if (in[i].kind != KILN_VALUE_NONE) continue;
         kiln_tensor *t = kiln_npy_load(ctx, a->in[i]);
@@ -147,11 +151,12 @@ int kiln_cli_run(kiln_context *ctx, int argc, char **argv) {
     kiln_value *in = calloc((size_t)argc, sizeof *in);
     kiln_module *m = NULL;
     int rc = !a.in || !in ? kiln_cli_error(KILN_CLI_ERROR, "out of memory") : parse_args(argc, argv, &a);
+    if (rc == KILN_CLI_OK) rc = parse_scalars(&a, in);
     if (rc == KILN_CLI_OK && !(m = kiln_cli_load(ctx, a.file))) rc = KILN_CLI_ERROR;
     kiln_function *f = m ? kiln_module_function(m, a.func) : NULL;
     if (m && !f) rc = kiln_cli_error(KILN_CLI_ERROR, "%s: no function @%s", a.file, a.func);
     else if (f && a.n_in != kiln_function_param_count(f)) rc = arity_error(f, a.n_in);
-    if (rc == KILN_CLI_OK) rc = load_inputs(ctx, &a, in);
+    if (rc == KILN_CLI_OK) rc = load_tensors(ctx, &a, in);
     if (rc == KILN_CLI_OK) {
         kiln_value out;
         if (kiln_function_run(f, a.n_in, in, &out) != KILN_OK) {

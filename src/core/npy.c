@@ -181,48 +181,35 @@ static uint32_t npy_le(const unsigned char *b, int n) {
 }
 
 /* Reads the preamble and header of an open file; on success *data_off is where data starts. */
-static bool npy_read_header(kiln_context *ctx, const char *path, FILE *f, npy_header *h, long *data_off) {
+static kiln_status npy_read_header(kiln_context *ctx, const char *path, FILE *f, npy_header *h, long *data_off) {
     unsigned char pre[12];
     size_t got = fread(pre, 1, 10, f);
-    if (ferror(f)) return npy_io_error(ctx, path, "read"), false;
-    if (got < NPY_MAGIC_LEN || memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN)) {
-        kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': not a .npy file (bad magic)", path);
-        return false;
-    }
-    if (got < 10) {
-        kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': truncated preamble", path);
-        return false;
-    }
+    if (ferror(f)) return npy_io_error(ctx, path, "read");
+    if (got < NPY_MAGIC_LEN || memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN))
+        return kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': not a .npy file (bad magic)", path);
     int major = pre[6], lensize = major == 1 ? 2 : 4;
-    if (major < 1 || major > 3) {
-        kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': unsupported format version %d.%d", path, major, pre[7]);
-        return false;
-    }
-    if (lensize == 4 && fread(pre + 10, 1, 2, f) != 2) {
-        kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': truncated preamble", path);
-        return false;
-    }
+    if (got == 10 && (major < 1 || major > 3))
+        return kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': unsupported format version %d.%d", path, major, pre[7]);
+    if (got < 10 || (lensize == 4 && fread(pre + 10, 1, 2, f) != 2))
+        return kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': truncated preamble", path);
     uint32_t hlen = npy_le(pre + 8, lensize);
-    if (hlen > NPY_MAX_HEADER) {
-        kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': header length %u is too large", path, (unsigned)hlen);
-        return false;
-    }
+    if (hlen > NPY_MAX_HEADER)
+        return kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': header length %u is too large", path, (unsigned)hlen);
     char *text = malloc(hlen ? hlen : 1);
-    if (!text) return kiln_error(ctx, KILN_ERR_OOM, "npy: '%s': out of memory", path), false;
-    bool ok = fread(text, 1, hlen, f) == hlen;
-    if (!ok) {
-        kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': truncated header (%u bytes declared)", path, (unsigned)hlen);
+    if (!text) return kiln_error(ctx, KILN_ERR_OOM, "npy: '%s': out of memory", path);
+    kiln_status s = KILN_OK;
+    if (fread(text, 1, hlen, f) != hlen) {
+        s = kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': truncated header (%u bytes declared)", path, (unsigned)hlen);
     } else {
         npy_cursor c = {text, text + hlen, NULL};
         memset(h, 0, sizeof *h);
-        ok = npy_parse_dict(&c, h);
-        if (!ok)
-            kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': malformed header at byte %ld: %s", path,
-                       (long)(c.p - text) + 8 + lensize, c.why);
+        if (!npy_parse_dict(&c, h))
+            s = kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': malformed header at byte %ld: %s", path,
+                           (long)(c.p - text) + 8 + lensize, c.why);
     }
     free(text);
     *data_off = 8 + lensize + (long)hlen;
-    return ok;
+    return s;
 }
 
 kiln_tensor *kiln_npy_load(kiln_context *ctx, const char *path) {
@@ -233,11 +220,11 @@ kiln_tensor *kiln_npy_load(kiln_context *ctx, const char *path) {
     }
     kiln_tensor *t = NULL;
     npy_header h;
-    long off;
+    long off = 0;
     kiln_dtype dt;
     struct stat st;
     char sb[128];
-    if (!npy_read_header(ctx, path, f, &h, &off) || !npy_descr_dtype(ctx, path, h.descr, &dt)) goto done;
+    if (npy_read_header(ctx, path, f, &h, &off) != KILN_OK || !npy_descr_dtype(ctx, path, h.descr, &dt)) goto done;
     if (h.fortran) {
         kiln_error(ctx, KILN_ERR_VALUE, "npy: '%s': fortran_order arrays are not supported; save "
                    "np.ascontiguousarray(arr)", path);

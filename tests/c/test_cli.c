@@ -147,6 +147,7 @@ TEST(cli_usage_errors) {
     CHECK_CLI(2, NULL, "kiln: option -f needs a value", "run", MODEL, "-f");
     CHECK_CLI(2, NULL, "kiln: bad scalar argument 'int:3x'", "run", MODEL, "-f", "stats", "a.npy", "int:3x", "float:1",
               "bool:true");
+    CHECK_CLI(2, NULL, "kiln: bad scalar argument 'int:zz'", "run", MODEL, "int:zz"); /* before the arity check */
     CHECK_CLI(2, NULL, "bad scalar argument 'bool:yes'", "run", MODEL, "-f", "stats", "a.npy", "int:3", "float:1",
               "bool:yes");
     CHECK_CLI(2, NULL, "bad scalar argument 'float:'", "run", MODEL, "-f", "stats", "a.npy", "int:3", "float:",
