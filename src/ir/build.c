@@ -281,9 +281,17 @@ static kiln_status infer_call(kiln_node *n) {
         if (!kiln_type_equal(n->in[i]->type, g->params[i]->type))
             return node_fail(n, "argument %d of @%s must be %s, got %s", i, g->name,
                              kiln_type_cstr(g->params[i]->type, tb, sizeof tb), kiln_type_cstr(n->in[i]->type, eb, sizeof eb));
-    /* Infer the callee first when it is complete; one still being built (or being inferred,
-     * in recursion) is known by its declared return type. */
-    if (g->infer_state == 0 && g->body->n_results >= 0 && infer_function(g)) return KILN_ERR_TYPE;
+    /* A callee with a declared return type is known by it (kiln_module_infer checks its body
+     * on its own); otherwise infer the callee first, once it is complete. */
+    if (g->infer_state == 0 && g->body->n_results >= 0 && !g->declared_ret) {
+        kiln_module *m = g->module;
+        if (m->infer_depth >= 256)
+            return node_fail(n, "call chain deeper than 256 functions whose types are not yet known; declare @%s's return type", g->name);
+        m->infer_depth++;
+        kiln_status s = infer_function(g);
+        m->infer_depth--;
+        if (s) return KILN_ERR_TYPE;
+    }
     const kiln_type *rt = g->ret ? g->ret : g->declared_ret;
     if (!rt)
         return node_fail(n, "@%s is called recursively before its return type is known; declare it with '-> type'", g->name);

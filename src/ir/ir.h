@@ -82,6 +82,7 @@ struct kiln_module {
     const char *filename;
     int n_funcs, cap_funcs;
     kiln_function **funcs;
+    int infer_depth; /* callees being inferred inside a call's inference (bounded) */
 };
 
 /* ---- types ------------------------------------------------------------------------------- */

@@ -343,6 +343,29 @@ TEST(ir_text_long_function) {
     kiln_context_free(ctx);
 }
 
+/* 20k sibling ifs reuse %t in both branches: the printer's suffixes must stay linear-time. */
+TEST(ir_text_many_duplicate_names) {
+    enum { N = 20000 };
+    kiln_context *ctx = kiln_context_new();
+    kiln_buf b = {0};
+    kiln_buf_puts(&b, "def @dups(%x: f32[2]) -> f32[2] {\n");
+    for (int i = 0; i < N; i++)
+        kiln_buf_printf(&b, "  let %%r%d = if (true) {\n    let %%t = neg(%%x)\n    yield %%t\n  } else {\n"
+                            "    let %%t = abs(%%x)\n    yield %%t\n  }\n", i);
+    kiln_buf_puts(&b, "  return %x\n}\n");
+    char *text = kiln_buf_take(&b);
+    kiln_module *m = kiln_module_parse(ctx, text, "dups.kir");
+    CHECK(m != NULL);
+    if (m) {
+        char *s = check_round_trip(ctx, m, "dups");
+        CHECK(s && strstr(s, "    let %t_1 = abs(%x)\n") && strstr(s, "    let %t_39999 = abs(%x)\n    yield %t_39999\n"));
+        free(s);
+        kiln_module_free(m);
+    }
+    free(text);
+    kiln_context_free(ctx);
+}
+
 /* `depth` ifs nested in each other's then branch. */
 static char *nested_ifs(int depth) {
     kiln_buf b = {0};
