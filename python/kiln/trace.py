@@ -142,11 +142,12 @@ def run_function(function, args, returns_tuple=None):
 
 def trace(fn, *example_inputs, names=None):
     """Traces fn(*inputs) into an IR function using the example inputs' dtypes and shapes.
-    Tensors fn reaches that are not inputs become parameters (named by `names`, a dict from
-    tensor to name, when given)."""
+    Tensors fn reaches that are not inputs become parameters, named by `names` (a dict from
+    tensor to name, or a list of (tensor, name) pairs) when given."""
     tr = Trace(getattr(fn, "__name__", "main") if getattr(fn, "__name__", "<") [0] != "<" else "main")
     if names:
-        tr.names.update({id(t): n for t, n in names.items()} if not isinstance(names, list) else dict(names))
+        pairs = names.items() if isinstance(names, dict) else names
+        tr.names.update({id(t): n for t, n in pairs})
     with tr:
         symbolic = []
         for i, x in enumerate(example_inputs):
