@@ -53,6 +53,18 @@ test-c: $(BUILD)/test_kiln $(BUILD)/kiln
 	KILN_CLI=$(BUILD)/kiln $(BUILD)/test_kiln
 
 test: all examples test-tutorial test-c
+	$(MAKE) test-python
+
+# Python: .venv from requirements.txt (reinstalled when that changes), then the package's tests.
+PYTHON ?= python3
+venv: .venv/requirements.stamp
+.venv/requirements.stamp: requirements.txt
+	$(PYTHON) -m venv .venv
+	.venv/bin/pip install -q -r requirements.txt
+	touch $@
+
+test-python: .venv/requirements.stamp $(BUILD)/libkiln.so
+	KILN_LIB=$(abspath $(BUILD)/libkiln.so) .venv/bin/python -m pytest tests/python -q
 
 examples: $(EX_SRC:examples/c/%.c=$(BUILD)/examples/%)
 $(BUILD)/examples/%: examples/c/%.c $(BUILD)/libkiln.a

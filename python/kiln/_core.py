@@ -233,7 +233,7 @@ def tensor_from_numpy(a, dtype=None):
     if target is not None:
         a = a.astype(target.np_dtype, copy=False)
     kd = _dt.as_dtype(a.dtype)
-    a = np.ascontiguousarray(a)
+    a = np.require(a, requirements="C")  # (ascontiguousarray would make a 0-d array 1-d)
     ptr = lib.kiln_tensor_from_data(ctx, kd.code, a.ndim, shape_array(a.shape), a.ctypes.data if a.size else None)
     if not ptr:
         check(lib.kiln_error_status(ctx) or 7)

@@ -36,11 +36,27 @@ def _floating(x):
     return x
 
 
-def _numeric(x):
-    """Arithmetic takes bool tensors as uint8-like ints, as numpy does for sums: promote to i64."""
-    if isinstance(x, Tensor) and x.dtype is _dt.bool_:
-        return x.astype(_dt.int64)
-    return x
+def _is_bool(x):
+    return isinstance(x, (bool, np.bool_)) or isinstance(x, Tensor) and x.dtype is _dt.bool_
+
+
+# bool ⊕ bool stays bool where torch defines it: these ops are then logical ones
+_BOOL_ARITH = {"add": "logical_or", "maximum": "logical_or", "multiply": "logical_and", "minimum": "logical_and"}
+
+
+def _numeric(op, x, y):
+    """The C arithmetic ops take no bool; as torch does, a bool operand takes the other operand's
+    dtype (int64 against a Python scalar or another bool), and bool ⊕ bool of _BOOL_ARITH is logical."""
+    if _is_bool(x) and _is_bool(y) and op in _BOOL_ARITH:
+        return _BOOL_ARITH[op], x, y
+
+    def promote(a, other):
+        if isinstance(a, (bool, np.bool_)):
+            return int(a)
+        if isinstance(a, Tensor) and a.dtype is _dt.bool_:
+            return a.astype(other.dtype if isinstance(other, Tensor) and not _is_bool(other) else _dt.int64)
+        return a
+    return op, promote(x, y), promote(y, x)
 
 
 def _unary(op, floating=False):
@@ -53,9 +69,10 @@ def _unary(op, floating=False):
 
 def _binary(op, numeric=True):
     def f(x, y):
+        name = op
         if numeric:
-            x, y = _numeric(x), _numeric(y)
-        return apply(op, [x, y])
+            name, x, y = _numeric(op, x, y)
+        return apply(name, [x, y])
     f.__name__ = op
     f.__doc__ = f"Elementwise {op} with numpy broadcasting (kiln op `{op}`)."
     return f
