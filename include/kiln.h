@@ -225,6 +225,14 @@ kiln_var *kiln_lit_bool(kiln_module *m, bool v);
 const kiln_type *kiln_var_type(const kiln_var *v);
 void kiln_var_set_name(kiln_var *v, const char *name);
 
+/* ---- passes ------------------------------------------------------------------------------ */
+/* Reverse-mode autodiff: adds function `name` to f's module, taking f's parameters and returning
+ * (f's first result, d result / d param wrt[0], ...). The first result must be a floating-point
+ * tensor (a non-scalar one is differentiated as if summed). Composite ops are decomposed first;
+ * an op on the gradient path without a gradient rule is an error naming it. Returns NULL with
+ * the error set. Differentiating through if / while / calls is not supported yet. */
+kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const char *name);
+
 /* ---- running ----------------------------------------------------------------------------- */
 /* Interprets a function op by op on the CPU reference kernels. Inputs are borrowed; on
  * success *out holds a new reference the caller releases. */
@@ -243,6 +251,19 @@ const char *kiln_op_describe(int op, char *buf, size_t size);
 /* ---- .npy files -------------------------------------------------------------------------- */
 kiln_tensor *kiln_npy_load(kiln_context *ctx, const char *path);
 kiln_status kiln_npy_save(kiln_context *ctx, const char *path, const kiln_tensor *t);
+
+/* ---- .safetensors files (huggingface format) --------------------------------------------- */
+/* Writes n named tensors (names unique, not "__metadata__") in the given order, with metadata
+ * {"format": "pt"}. Dtypes map to F32 F64 F16 BF16 I8 U8 I32 I64 BOOL. Tensors are borrowed. */
+kiln_status kiln_safetensors_save(kiln_context *ctx, const char *path, int n, const char *const *names,
+                                  kiln_tensor *const *tensors);
+/* Reads every tensor of a file in header order (metadata is checked, then ignored). On success
+ * *n_out is the count and *names_out / *tensors_out are malloc'd arrays (allocated even when
+ * empty): the caller frees each name and both arrays with kiln_free and releases each tensor.
+ * On error nothing is returned (outputs zeroed) and the message names the file and the problem;
+ * dtypes kiln lacks give KILN_ERR_UNSUPPORTED, malformed files KILN_ERR_VALUE. */
+kiln_status kiln_safetensors_load(kiln_context *ctx, const char *path, int *n_out, char ***names_out,
+                                  kiln_tensor ***tensors_out);
 
 #ifdef __cplusplus
 }

@@ -50,6 +50,15 @@ kiln_function *kiln_function_detached(kiln_module *m, const char *name) {
     return f;
 }
 
+void kiln_module_drop_function(kiln_module *m, kiln_function *f) {
+    for (int i = 0; i < m->n_funcs; i++)
+        if (m->funcs[i] == f) {
+            memmove(&m->funcs[i], &m->funcs[i + 1], sizeof *m->funcs * (size_t)(m->n_funcs - i - 1));
+            m->n_funcs--;
+            return;
+        }
+}
+
 kiln_function *kiln_function_new(kiln_module *m, const char *name) {
     if (!name || !*name) {
         kiln_error(m->ctx, KILN_ERR_TYPE, "a function needs a name");

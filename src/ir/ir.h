@@ -106,6 +106,9 @@ kiln_region *kiln_region_new(kiln_function *f, kiln_node *owner);
 /* A function that belongs to module m's arena but is not listed in it (a composite's
  * expansion, an eager op's wrapper). */
 kiln_function *kiln_function_detached(kiln_module *m, const char *name);
+/* Takes f out of m's function list (its memory stays in the arena), e.g. after a pass failed
+ * half-way through building it. */
+void kiln_module_drop_function(kiln_module *m, kiln_function *f);
 /* Infers the type of one node's result from its inputs (and regions / callee). */
 kiln_status kiln_node_infer(kiln_node *n);
 /* Where a node is, for messages: "file.kir:3:5" or "@main" (written into buf). */

@@ -7,9 +7,9 @@
 #include <string.h>
 
 static kiln_op_info OPS[KILN_OP_COUNT] = {
-#define OP(ID, name, nin_min, nin_max, dtypes, cls, flags, amp, shape, kernel, decomp, attrs) \
+#define OP(ID, name, nin_min, nin_max, dtypes, cls, flags, amp, shape, kernel, decomp, grad, attrs) \
     {#name, nin_min, nin_max, dtypes, cls, flags, amp, kiln_shape_##shape, kiln_ref_##kernel,  \
-     kiln_decompose_##decomp, attrs, 0, NULL},
+     kiln_decompose_##decomp, kiln_grad_##grad, attrs, 0, NULL},
 #include "ops/ops.def"
 #undef OP
 };
@@ -21,6 +21,11 @@ struct kiln_var *kiln_decompose_none(struct kiln_builder *b, const struct kiln_n
                                      struct kiln_var *const *in) {
     (void)b, (void)n, (void)in;
     return NULL;
+}
+kiln_status kiln_grad_none(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in,
+                           struct kiln_var *y, struct kiln_var *dy, struct kiln_var **din) {
+    (void)b, (void)n, (void)in, (void)y, (void)dy, (void)din;
+    return KILN_ERR_INTERNAL;
 }
 
 static kiln_arena schema_arena;
@@ -88,6 +93,7 @@ static void table_init(void) {
         if (info->shape == kiln_shape_none) info->shape = NULL;
         if (info->kernel == kiln_ref_none) info->kernel = NULL;
         if (info->decompose == kiln_decompose_none) info->decompose = NULL;
+        if (info->grad == kiln_grad_none) info->grad = NULL;
         parse_schema(info);
     }
 }

@@ -7,7 +7,7 @@
 
 /* ---- the op enum -------------------------------------------------------------------------- */
 typedef enum kiln_op {
-#define OP(ID, name, nin_min, nin_max, dtypes, cls, flags, amp, shape, kernel, decomp, attrs) \
+#define OP(ID, name, nin_min, nin_max, dtypes, cls, flags, amp, shape, kernel, decomp, grad, attrs) \
     KILN_OP_##ID,
 #include "ops/ops.def"
 #undef OP
@@ -109,6 +109,13 @@ struct kiln_var;
 typedef struct kiln_var *(*kiln_decompose_fn)(struct kiln_builder *b, const struct kiln_node *n,
                                               struct kiln_var *const *in);
 
+/* Gradient rule (vector-Jacobian product) of a primitive: emits into b the adjoints din[i] of
+ * node n's inputs `in` given its result y and the adjoint dy of y (same type as y; for tuple
+ * results a tuple var). din[i] stays NULL where no gradient flows (integer inputs, indices).
+ * Returns KILN_OK or an error. */
+typedef kiln_status (*kiln_grad_fn)(struct kiln_builder *b, const struct kiln_node *n, struct kiln_var *const *in,
+                                    struct kiln_var *y, struct kiln_var *dy, struct kiln_var **din);
+
 typedef struct kiln_op_info {
     const char *name;
     int nin_min, nin_max;      /* nin_max -1: variadic */
@@ -119,6 +126,8 @@ typedef struct kiln_op_info {
     kiln_shape_fn shape;       /* NULL for if / while / call (inferred structurally) */
     kiln_kernel_fn kernel;     /* NULL for composites and structural ops */
     kiln_decompose_fn decompose;
+    kiln_grad_fn grad;         /* NULL: composites (their decomposition is differentiated) and
+                                * non-differentiable ops */
     const char *schema;
     int n_attrs;
     kiln_attr_spec *attrs;     /* parsed from schema */
@@ -174,12 +183,15 @@ bool kiln_window_attr(kiln_op op, const kiln_attr *attrs, const char *name, int6
 
 /* ---- every rule, kernel and decomposition named in ops.def -------------------------------- */
 /* Column `shape` X names kiln_shape_X, `kernel` X names kiln_ref_X, `decomp` X names
- * kiln_decompose_X; "none" marks an absent entry (the table holds NULL there). */
-#define OP(ID, name, nin_min, nin_max, dtypes, cls, flags, amp, shape, kernel, decomp, attrs) \
+ * kiln_decompose_X, `grad` X names kiln_grad_X; "none" marks an absent entry (NULL in the table). */
+#define OP(ID, name, nin_min, nin_max, dtypes, cls, flags, amp, shape, kernel, decomp, grad, attrs) \
     const struct kiln_type *kiln_shape_##shape(kiln_shape_args *a);                            \
     kiln_status kiln_ref_##kernel(kiln_kernel_args *a);                                        \
     struct kiln_var *kiln_decompose_##decomp(struct kiln_builder *b, const struct kiln_node *n, \
-                                             struct kiln_var *const *in);
+                                             struct kiln_var *const *in);                     \
+    kiln_status kiln_grad_##grad(struct kiln_builder *b, const struct kiln_node *n,            \
+                                 struct kiln_var *const *in, struct kiln_var *y,               \
+                                 struct kiln_var *dy, struct kiln_var **din);
 #include "ops/ops.def"
 #undef OP
 

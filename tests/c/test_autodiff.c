@@ -1,0 +1,181 @@
+/* test_autodiff.c — reverse-mode autodiff against central finite differences in float64, op by
+ * op (through the gradient rules and through decomposed composites), plus its error paths. */
+#include "test.h"
+#include <stdlib.h>
+
+/* Parses `text` (its @f returns the value to differentiate), differentiates with respect to
+ * every f64 tensor parameter, runs on inputs in [lo, lo + 1) and compares each gradient
+ * element with (f(x + h) - f(x - h)) / 2h. Summation of non-scalar results is done by
+ * autodiff's ones seed; here the loss is summed too. */
+static void gradcheck(const char *file, int line, const char *text, double lo) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(ctx, text, "gradcheck.kir");
+    if (!m) {
+        test_fail(file, line, "parse: %s", kiln_error_message(ctx));
+        kiln_context_free(ctx);
+        return;
+    }
+    kiln_function *f = kiln_module_function(m, "f");
+    int wrt[16], n_wrt = 0;
+    for (int i = 0; i < f->n_params; i++)
+        if (f->params[i]->type->kind == KILN_TYPE_TENSOR && f->params[i]->type->dtype == KILN_F64) wrt[n_wrt++] = i;
+    kiln_function *g = kiln_autodiff(f, n_wrt, wrt, "f_grad");
+    if (!g) {
+        test_fail(file, line, "autodiff: %s", kiln_error_message(ctx));
+        kiln_module_free(m);
+        kiln_context_free(ctx);
+        return;
+    }
+    kiln_value in[16];
+    unsigned seed = 12345;
+    for (int i = 0; i < f->n_params; i++) {
+        const kiln_type *t = f->params[i]->type;
+        kiln_tensor *x = kiln_tensor_new(ctx, t->dtype, t->ndim, t->shape);
+        for (int64_t k = 0; k < x->numel; k++) {
+            seed = seed * 1103515245u + 12345u;
+            double r = (double)(seed >> 8) / (double)(1u << 24);
+            if (kiln_dtype_is_float(t->dtype)) kiln_store_f64(t->dtype, x->data, k, lo + r);
+            else kiln_store_i64(t->dtype, x->data, k, (int64_t)(r * 2)); /* small indices / flags */
+        }
+        in[i] = kiln_value_tensor(x);
+    }
+    kiln_value out;
+    if (kiln_function_run(g, f->n_params, in, &out)) {
+        test_fail(file, line, "run: %s", kiln_error_message(ctx));
+        goto done;
+    }
+    for (int j = 0; j < n_wrt; j++) {
+        kiln_tensor *x = in[wrt[j]].tensor, *gr = kiln_value_tuple_get(out, 1 + j).tensor;
+        double *xd = x->data;
+        for (int64_t k = 0; k < x->numel; k++) {
+            const double h = 1e-6, keep = xd[k];
+            double fs[2];
+            for (int s = 0; s < 2; s++) {
+                xd[k] = keep + (s ? -h : h);
+                kiln_value r;
+                if (kiln_function_run(f, f->n_params, in, &r)) {
+                    test_fail(file, line, "run f: %s", kiln_error_message(ctx));
+                    goto done_out;
+                }
+                kiln_value first = r.kind == KILN_VALUE_TUPLE ? kiln_value_tuple_get(r, 0) : r;
+                fs[s] = 0;
+                for (int64_t e = 0; e < first.tensor->numel; e++) fs[s] += kiln_load_f64(first.tensor->dtype, first.tensor->data, e);
+                kiln_value_release(r);
+            }
+            xd[k] = keep;
+            double numeric = (fs[0] - fs[1]) / (2 * h), analytic = kiln_load_f64(gr->dtype, gr->data, k);
+            if (fabs(numeric - analytic) > 1e-5 * (1 + fabs(numeric))) {
+                test_fail(file, line, "d/d param %d element %lld: autodiff %.9g, finite differences %.9g in\n%s", wrt[j], (long long)k, analytic, numeric, text);
+                goto done_out;
+            }
+        }
+    }
+done_out:
+    kiln_value_release(out);
+done:
+    release_all(f->n_params, in);
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
+#define GRADCHECK(text, lo) gradcheck(__FILE__, __LINE__, (text), (lo))
+
+TEST(grad_unary_ops) {
+    static const char *ops[] = {"neg", "abs", "exp", "log", "log2", "sqrt", "rsqrt", "reciprocal", "sin", "cos",
+                                "tanh", "atan", "sigmoid", "relu", "erf", "copy", "gelu", "silu", "leaky_relu"};
+    for (size_t i = 0; i < KILN_COUNTOF(ops); i++) {
+        char text[512];
+        snprintf(text, sizeof text, "def @f(%%x: f64[2, 3], %%w: f64[2, 3]) {\n let %%y = %s(%%x)\n let %%z = multiply(%%y, %%w)\n"
+                                    " let %%s = sum(%%z)\n return %%s\n}\n", ops[i]);
+        GRADCHECK(text, 0.5);
+        snprintf(text, sizeof text, "def @f(%%x: f64[4], %%w: f64[4]) {\n let %%y = %s(%%x)\n let %%z = multiply(%%y, %%w)\n"
+                                    " let %%s = sum(%%z)\n return %%s\n}\n", ops[i]);
+        if (strcmp(ops[i], "log") && strcmp(ops[i], "log2") && strcmp(ops[i], "sqrt") && strcmp(ops[i], "rsqrt") && strcmp(ops[i], "abs") &&
+            strcmp(ops[i], "relu") && strcmp(ops[i], "leaky_relu"))
+            GRADCHECK(text, -0.5); /* negative inputs where the op allows them and is smooth there */
+    }
+    GRADCHECK("def @f(%x: f64[5]) { let %y = clip(%x, min=0.8, max=1.2) let %s = sum(%y) return %s }", 0.5);
+    GRADCHECK("def @f(%x: f64[5]) { let %y = threshold(%x, threshold=1.0, value=-3.0) let %s = sum(%y) return %s }", 0.5);
+}
+
+TEST(grad_binary_ops_with_broadcasting) {
+    static const char *ops[] = {"add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "mod"};
+    for (size_t i = 0; i < KILN_COUNTOF(ops); i++) {
+        char text[512];
+        snprintf(text, sizeof text, "def @f(%%x: f64[2, 3], %%y: f64[3], %%w: f64[2, 3]) {\n let %%z = %s(%%x, %%y)\n"
+                                    " let %%v = multiply(%%z, %%w)\n let %%s = sum(%%v)\n return %%s\n}\n", ops[i]);
+        GRADCHECK(text, 0.5);
+        snprintf(text, sizeof text, "def @f(%%x: f64[2, 1], %%y: f64[1, 3]) {\n let %%z = %s(%%y, %%x)\n let %%s = sum(%%z)\n return %%s\n}\n", ops[i]);
+        GRADCHECK(text, 0.5);
+    }
+    GRADCHECK("def @f(%x: f64[3]) { let %y = multiply(%x, 2.5) let %z = add(%y, %x) let %s = sum(%z) return %s }", 0.0);
+    GRADCHECK("def @f(%x: f64[3], %y: f64[3]) { let %c = less(%x, %y) let %z = where(%c, %x, %y) let %s = sum(%z) return %s }", 0.0);
+}
+
+TEST(grad_reductions_and_layout) {
+    GRADCHECK("def @f(%x: f64[2, 3, 4], %w: f64[2, 4]) { let %y = sum(%x, axes=[1]) let %z = multiply(%y, %w) let %s = sum(%z) return %s }", 0.0);
+    GRADCHECK("def @f(%x: f64[2, 3, 4], %w: f64[2, 1, 4]) { let %y = max(%x, axes=[1], keepdims=true) let %z = multiply(%y, %w) let %s = sum(%z) return %s }", 0.0);
+    GRADCHECK("def @f(%x: f64[2, 3]) { let %y = prod(%x, axes=[0]) let %s = sum(%y) return %s }", 0.5);
+    GRADCHECK("def @f(%x: f64[2, 3], %w: f64[2, 3]) { let %y = cumsum(%x, axis=1) let %z = multiply(%y, %w) let %s = sum(%z) return %s }", 0.0);
+    GRADCHECK("def @f(%x: f64[2, 3], %w: f64[3]) { let %m = mean(%x, axes=[0]) let %v = variance(%x, axes=[0], correction=1) "
+              "let %a = multiply(%m, %w) let %b = add(%a, %v) let %s = sum(%b) return %s }", 0.0);
+    GRADCHECK("def @f(%x: f64[2, 3], %w: f64[3, 2]) { let %t = transpose(%x) let %r = reshape(%t, shape=[3, 2]) "
+              "let %z = multiply(%r, %w) let %b = broadcast_to(%z, shape=[4, 3, 2]) let %s = sum(%b) return %s }", 0.0);
+    GRADCHECK("def @f(%x: f64[2], %y: f64[3]) { let %t = tuple(%x, %y) let %a = get(%t, index=1) let %b = get(%t, index=1) "
+              "let %c = multiply(%a, %b) let %s = sum(%c) return %s }", 0.0);
+    GRADCHECK("def @f(%x: f64[2, 3], %w: f64[2, 3]) { let %y = softmax(%x, axis=1) let %l = log_softmax(%x, axis=0) "
+              "let %a = multiply(%y, %w) let %b = add(%a, %l) let %s = sum(%b) return %s }", 0.0);
+    GRADCHECK("def @f(%x: f64[2, 4], %g: f64[4], %b: f64[4], %w: f64[2, 4]) { let %y = layer_norm(%x, %g, %b) "
+              "let %z = multiply(%y, %w) let %s = sum(%z) return %s }", 0.0);
+}
+
+TEST(grad_matmul_forms) {
+    static const char *forms[] = {
+        "def @f(%a: f64[2, 3], %b: f64[3, 4]) { let %c = matmul(%a, %b) let %s = sum(%c) return %s }",
+        "def @f(%a: f64[3, 2], %b: f64[3, 4]) { let %c = matmul(%a, %b, transpose_a=true) let %s = sum(%c) return %s }",
+        "def @f(%a: f64[2, 3], %b: f64[4, 3]) { let %c = matmul(%a, %b, transpose_b=true) let %s = sum(%c) return %s }",
+        "def @f(%a: f64[3, 2], %b: f64[4, 3]) { let %c = matmul(%a, %b, transpose_a=true, transpose_b=true) let %d = multiply(%c, %c) let %s = sum(%d) return %s }",
+        "def @f(%a: f64[3], %b: f64[3, 4]) { let %c = matmul(%a, %b) let %d = multiply(%c, %c) let %s = sum(%d) return %s }",
+        "def @f(%a: f64[2, 3], %b: f64[3]) { let %c = matmul(%a, %b) let %d = multiply(%c, %c) let %s = sum(%d) return %s }",
+        "def @f(%a: f64[2, 2, 3], %b: f64[3, 4]) { let %c = matmul(%a, %b) let %d = multiply(%c, %c) let %s = sum(%d) return %s }",
+        "def @f(%a: f64[2, 1, 2, 3], %b: f64[3, 3, 2]) { let %c = matmul(%a, %b) let %d = multiply(%c, %c) let %s = sum(%d) return %s }",
+        "def @f(%x: f64[2, 3], %w: f64[4, 3], %b: f64[4]) { let %y = dense(%x, %w, %b) let %z = tanh(%y) let %s = sum(%z) return %s }",
+    };
+    for (size_t i = 0; i < KILN_COUNTOF(forms); i++) GRADCHECK(forms[i], -0.5);
+}
+
+TEST(autodiff_output_shape_and_errors) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(ctx,
+        "def @f(%x: f64[3], %i: i64[2]) { let %t = take(%x, %i) let %s = sum(%t) return %s }\n"
+        "def @g(%x: f64[3]) { let %a = argmax(%x) return %a }\n"
+        "def @h(%x: f64[3], %c: bool) { let %y = if (%c) { let %e = exp(%x) yield %e } else { yield %x } let %s = sum(%y) return %s }\n"
+        "def @k(%x: f64[3], %y: f64[3]) { let %s = sum(%x) return %s }\n", "ad.kir");
+    CHECK(m != NULL);
+    if (!m) return kiln_context_free(ctx);
+    int w0 = 0, w1 = 1;
+    CHECK(kiln_autodiff(kiln_module_function(m, "f"), 1, &w0, "f_grad") == NULL);
+    CHECK(strstr(kiln_error_message(ctx), "autodiff: op 'take' at ad.kir:1:43 has no gradient rule yet"));
+    CHECK(kiln_autodiff(kiln_module_function(m, "f"), 1, &w1, "f_grad2") == NULL);
+    CHECK(strstr(kiln_error_message(ctx), "parameter 1 is not a floating-point tensor"));
+    CHECK(kiln_autodiff(kiln_module_function(m, "g"), 1, &w0, "g_grad") == NULL);
+    CHECK(strstr(kiln_error_message(ctx), "must be a floating-point tensor, not i64[]"));
+    CHECK(kiln_autodiff(kiln_module_function(m, "h"), 1, &w0, "h_grad") == NULL);
+    CHECK(strstr(kiln_error_message(ctx), "op 'if' at ad.kir:3:41: differentiating through control flow"));
+    /* a parameter the loss does not depend on gets zeros */
+    kiln_function *kg = kiln_autodiff(kiln_module_function(m, "k"), 2, (int[]){0, 1}, "k_grad");
+    CHECK(kg != NULL);
+    if (kg) {
+        char *text = kiln_module_print(m, 0);
+        CHECK(strstr(text, "def @k_grad(%x: f64[3], %y: f64[3]) -> (f64[], f64[3], f64[3])"));
+        kiln_free(text);
+        kiln_value in[2] = {tv(ctx, KILN_F64, "3", (double[]){1, 2, 3}), tv(ctx, KILN_F64, "3", (double[]){4, 5, 6})}, out;
+        CHECK_OK(ctx, kiln_function_run(kg, 2, in, &out));
+        CHECK_TENSOR(kiln_value_tuple_get(out, 0), KILN_F64, "", ((double[]){6}), 0);
+        CHECK_TENSOR(kiln_value_tuple_get(out, 1), KILN_F64, "3", ((double[]){1, 1, 1}), 0);
+        CHECK_TENSOR(kiln_value_tuple_get(out, 2), KILN_F64, "3", ((double[]){0, 0, 0}), 0);
+        kiln_value_release(out);
+        release_all(2, in);
+    }
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
