@@ -64,6 +64,11 @@ kiln_value run_op(kiln_context *ctx, const char *op, int n, const kiln_value *in
 /* Checks a tensor value's dtype, shape and elements (within tol, relative + absolute). */
 #define CHECK_TENSOR(v, dt, shape, expected, tol) check_tensor(__FILE__, __LINE__, (v), (dt), (shape), (expected), (tol))
 void check_tensor(const char *file, int line, kiln_value v, kiln_dtype dt, const char *shape, const double *expected, double tol);
+/* Autodiff against central finite differences: parses `text`, differentiates its @f (whose
+ * first result, summed, is the value) with respect to every f64 tensor parameter, and compares
+ * on inputs drawn from [lo, lo + 1) (integer parameters get 0 or 1). */
+#define GRADCHECK(text, lo) gradcheck(__FILE__, __LINE__, (text), (lo))
+void gradcheck(const char *file, int line, const char *text, double lo);
 /* Releases an array of values. */
 void release_all(int n, kiln_value *v);
 
