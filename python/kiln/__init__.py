@@ -9,7 +9,8 @@ from .errors import Error, ParseError, UnsupportedError
 from .ops import *  # noqa: F401,F403
 from .trace import Trace, TracedFunction, parse, trace
 from .model import Model, Parameter
-from . import nn
+from . import nn, optim
+from .trainer import Trainer
 from .ops import all, any, abs, max, min, round, sum  # noqa: F401  (numpy names shadowing builtins)
 
 __version__ = "0.1.0"

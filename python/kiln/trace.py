@@ -15,8 +15,12 @@ _SCALAR_DTYPES = {7: _dt.int64, 1: _dt.float64, 8: _dt.bool_}
 class Trace:
     """An IR function being recorded. Use `with Trace() as tr:` or kiln.trace(fn, *examples)."""
 
-    def __init__(self, name="main"):
-        self.module = check_ptr(lib.kiln_module_new(ctx))
+    def __init__(self, name="main", module=None):
+        """A new function `name`, in a new module or in `module` (a Trace or Module whose
+        module this one shares and keeps alive)."""
+        self._owner = module
+        self.module = module.module if isinstance(module, Trace) else module.ptr if module is not None else \
+            check_ptr(lib.kiln_module_new(ctx))
         self.name = name
         self.function = check_ptr(lib.kiln_function_new(self.module, name.encode()))
         self.body = lib.kiln_function_body(self.function)
@@ -26,9 +30,9 @@ class Trace:
         self.names = {}           # id(tensor) -> parameter name for captured tensors (e.g. "fc1.weight")
 
     def __del__(self):
-        if getattr(self, "module", None):
+        if getattr(self, "module", None) and getattr(self, "_owner", None) is None:
             lib.kiln_module_free(self.module)
-            self.module = None
+        self.module = None
 
     def __enter__(self):
         push_trace(self)
@@ -48,6 +52,19 @@ class Trace:
         self.n_inputs += 1
         dtype = _dt.as_dtype(dtype)
         return Tensor._symbolic(self._param(name or f"x{self.n_inputs - 1}", dtype, tuple(shape)), self, dtype, shape)
+
+    def scalar_input(self, kind, name):
+        """A symbolic scalar (kind int or float) standing for a new input of the function."""
+        self.n_inputs += 1
+        ty = check_ptr(lib.kiln_type_int(self.module) if kind is int else lib.kiln_type_float(self.module))
+        var = check_ptr(lib.kiln_function_param(self.function, name.encode(), ty))
+        return Tensor._symbolic(var, self, _dt.int64 if kind is int else _dt.float64, ())
+
+    def call(self, function, inputs):
+        """Emits a call of another IR function of the same module; returns its result(s)."""
+        vars = [self.var_of(x) for x in inputs]
+        arr = (c_ptr * max(len(vars), 1))(*vars)
+        return self.wrap(check_ptr(lib.kiln_emit_call(self.body, function, len(vars), arr)))
 
     def var_of(self, x):
         if isinstance(x, Tensor):

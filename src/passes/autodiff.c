@@ -157,16 +157,16 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
     if (!cs.map) goto oom;
     for (int i = 0; i < f->n_params; i++)
         if (!(cs.map[f->params[i]->id] = kiln_function_param(g, f->params[i]->name, (kiln_type *)f->params[i]->type))) goto done;
-    for (const kiln_node *n = f->body->first; n; n = n->next)
-        if (clone_node(&cs, n, g->body)) goto done;
-    kiln_var *loss = mapped(&cs, f->body->results[0]);
+    /* the forward part, yielding f's results for now so that decomposition keeps them current */
+    if (clone_region(&cs, f->body, g->body) || kiln_pass_decompose(g->body)) goto done;
+    kiln_var *loss = g->body->results[0];
+    g->body->n_results = -1;
     char tb[256];
     if (!kiln_type_is_tensor(loss->type) || !kiln_dtype_is_float(loss->type->dtype)) {
         kiln_error(ctx, KILN_ERR_TYPE, "autodiff: @%s: the value to differentiate (its first result) must be a floating-point tensor, not %s",
                    f->name, kiln_type_cstr(loss->type, tb, sizeof tb));
         goto done;
     }
-    if (kiln_pass_decompose(g->body)) goto done;
     kiln_node *last_forward = g->body->last;
     /* which values depend on the chosen parameters (ids of g, decomposition included) */
     needs = calloc((size_t)g->n_vars, sizeof *needs);

@@ -52,6 +52,12 @@ TEST(grad_reductions_and_layout) {
               "let %z = multiply(%y, %w) let %s = sum(%z) return %s }", 0.0);
 }
 
+TEST(grad_through_a_composite_result) {
+    /* the differentiated value is itself a composite (decomposed away before the sweep) */
+    GRADCHECK("def @f(%x: f64[5, 4], %w: f64[3, 4], %b: f64[3], %y: f64[5, 3]) { let %o = dense(%x, %w, %b) let %l = mse_loss(%o, %y) return %l }", -0.5);
+    GRADCHECK("def @f(%x: f64[2, 3]) { let %l = logsumexp(%x, axes=[1]) return %l }", -0.5);
+}
+
 TEST(grad_matmul_forms) {
     static const char *forms[] = {
         "def @f(%a: f64[2, 3], %b: f64[3, 4]) { let %c = matmul(%a, %b) let %s = sum(%c) return %s }",

@@ -1,0 +1,93 @@
+"""trainer.py — kiln.Trainer: compiles one IR function per input signature that runs forward,
+loss, backward (the autodiff pass) and the optimizer update, then runs it each step."""
+import ctypes
+
+from . import dtypes as _dt
+from .model import Parameter
+from .ops import zeros_like
+from .trace import Trace, run_function
+from ._lib import check_ptr, lib
+
+
+class Trainer:
+    """trainer = kiln.Trainer(model, loss_fn, kiln.optim.AdamW(lr=1e-3)); loss = trainer.step(x, y).
+    loss_fn(model_output, y) returns a scalar loss tensor. Model parameters are replaced by their
+    updated values after each step; optimizer state lives in the trainer."""
+
+    def __init__(self, model, loss_fn, optimizer):
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.step_count = 0
+        self._compiled = {}  # (dtype, shape) of x and y -> compiled step
+        self.state = {}      # parameter path -> tuple of state tensors
+
+    def _compile(self, x, y):
+        model = self.model
+        paths = {id(t): path for path, t in model._named_members(("_parameters", "_buffers"), True)}
+        trainable = {id(p) for p in model.parameters()}
+        # 1. forward + loss, traced with the model's tensors as named parameters
+        fwd = Trace("loss")
+        fwd.names.update(paths)
+        with fwd:
+            xs, ys = fwd.input(x.dtype, x.shape, "x"), fwd.input(y.dtype, y.shape, "y")
+            loss = self.loss_fn(model(xs), ys)
+        fwd.finish(loss)
+        captured = list(fwd.captured)
+        wrt = [2 + i for i, t in enumerate(captured) if id(t) in trainable]
+        # 2. its gradient, by the autodiff pass
+        grad_fn = check_ptr(lib.kiln_autodiff(fwd.function, len(wrt), (ctypes.c_int * max(len(wrt), 1))(*wrt), b"loss_grad"))
+        # 3. the training step: call the gradient, update in IR
+        step = Trace("train_step", module=fwd)
+        with step:
+            sx, sy = step.input(x.dtype, x.shape, "x"), step.input(y.dtype, y.shape, "y")
+            tensors = [step.input(t.dtype, t.shape, paths[id(t)]) for t in captured]
+            params = [tensors[i - 2] for i in wrt]
+            names = [paths[id(captured[i - 2])] for i in wrt]
+            state = [tuple(step.input(p.dtype, p.shape, f"{slot}.{n}") for slot in self.optimizer.slots)
+                     for p, n in zip(params, names)]
+            lr, t = step.scalar_input(float, "lr"), step.scalar_input(int, "step")
+            out = step.call(grad_fn, [sx, sy] + tensors)
+            grads = self.optimizer.clip(list(out[1:]))
+            new_p, new_s = self.optimizer.update(params, grads, state, lr, t)
+            flat_state = [s for group in new_s for s in group]
+        step.finish((out[0], *new_p, *flat_state))
+        return {"trace": step, "keep": fwd, "captured_paths": [paths[id(t)] for t in captured], "param_paths": names}
+
+    def compiled_text(self, x, y):
+        """The IR of the training step for inputs like x, y (compiling it if needed)."""
+        from ._lib import take_string
+        c = self._get(x, y)
+        return take_string(lib.kiln_module_print(c["trace"].module, 0))
+
+    def _get(self, x, y):
+        key = (x.dtype, tuple(x.shape), y.dtype, tuple(y.shape))
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(x, y)
+        return self._compiled[key]
+
+    def _tensor(self, path):
+        mod, _, leaf = path.rpartition(".")
+        owner = self.model.get_submodule(mod)
+        return owner._parameters[leaf] if leaf in owner._parameters else owner._buffers[leaf]
+
+    def step(self, x, y):
+        """One training step on a batch; returns the loss as a Python float."""
+        from .ops import array
+        x = x if hasattr(x, "_ptr") else array(x)
+        y = y if hasattr(y, "_ptr") else array(y)
+        c = self._get(x, y)
+        self.step_count += 1
+        tensors = [self._tensor(p) for p in c["captured_paths"]]
+        for path in c["param_paths"]:
+            if path not in self.state:
+                self.state[path] = tuple(zeros_like(self._tensor(path)) for _ in self.optimizer.slots)
+        state = [s for path in c["param_paths"] for s in self.state[path]]
+        args = [x, y] + tensors + state + [self.optimizer.lr_at(self.step_count), self.step_count]
+        result = run_function(c["trace"].function, args)
+        n = len(c["param_paths"])
+        k = len(self.optimizer.slots)
+        for i, path in enumerate(c["param_paths"]):
+            mod, _, leaf = path.rpartition(".")
+            setattr(self.model.get_submodule(mod), leaf, Parameter(result[1 + i]))
+            self.state[path] = tuple(result[1 + n + i * k: 1 + n + (i + 1) * k])
+        loss = result[0]
+        return float(loss.item()) if loss.dtype is not _dt.bfloat16 else float(loss.astype("float32").item())
