@@ -11,6 +11,7 @@ from .trace import Trace, TracedFunction, parse, trace
 from .model import Model, Parameter
 from . import nn, optim
 from .trainer import Trainer
+from .autograd import no_grad
 from .ops import all, any, abs, max, min, round, sum  # noqa: F401  (numpy names shadowing builtins)
 
 __version__ = "0.1.0"

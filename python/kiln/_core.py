@@ -33,7 +33,7 @@ class Tensor:
     """An n-dimensional array. Concrete tensors own a reference to a C kiln_tensor; symbolic
     tensors (inside a trace) stand for an IR variable and carry only dtype and shape."""
 
-    __slots__ = ("_ptr", "_var", "_trace", "_shape", "_dtype", "__weakref__")
+    __slots__ = ("_ptr", "_var", "_trace", "_shape", "_dtype", "requires_grad", "grad", "_grad_fn", "__weakref__")
     __array_priority__ = 1000  # numpy defers `ndarray + Tensor` to Tensor.__radd__
 
     def __init__(self, *args, **kwargs):
@@ -44,6 +44,7 @@ class Tensor:
         """Wraps a C tensor reference (taken over)."""
         t = object.__new__(cls)
         t._ptr, t._var, t._trace = ptr, None, None
+        t.requires_grad, t.grad, t._grad_fn = False, None, None
         nd = lib.kiln_tensor_ndim(ptr)
         sp = lib.kiln_tensor_shape(ptr)
         t._shape = tuple(sp[i] for i in range(nd))
@@ -54,6 +55,7 @@ class Tensor:
     def _symbolic(cls, var, trace, dtype, shape):
         t = object.__new__(cls)
         t._ptr, t._var, t._trace, t._dtype, t._shape = None, var, trace, dtype, tuple(shape)
+        t.requires_grad, t.grad, t._grad_fn = False, None, None
         return t
 
     def __del__(self):
@@ -221,7 +223,22 @@ def apply(op, inputs, attrs=None):
     out = Value()
     text = format_attrs(attrs)
     check(lib.kiln_op_run(ctx, op.encode(), n, vals, text.encode() if text is not None else None, ctypes.byref(out)))
-    return from_value(out)
+    result = from_value(out)
+    if recording() and any(isinstance(x, Tensor) and (x.requires_grad or x._grad_fn) for x in inputs):
+        record(op, inputs, attrs, result)
+    return result
+
+
+# Eager autograd (autograd.py) registers the tape here; kept as hooks to avoid an import cycle.
+def recording():
+    return _autograd_hooks[0]()
+
+
+def record(op, inputs, attrs, result):
+    _autograd_hooks[1](op, inputs, attrs, result)
+
+
+_autograd_hooks = [lambda: False, None]
 
 
 def tensor_from_numpy(a, dtype=None):
