@@ -103,6 +103,48 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay, **kw)
 
 
+class LANS(Optimizer):
+    """LANS (Zheng et al. 2020, "Accelerated Large Batch Optimization of BERT Pretraining in 54
+    minutes", Algorithm 2): per-parameter normalised gradients, Adam moments, and two
+    layer-wise trust-ratio steps (Nesterov-style) on the moment and the current gradient:
+        g = grad / ||grad||;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+        r = m^ / (sqrt(v^) + eps) + wd x;   c = g / (sqrt(v^) + eps) + wd x
+        x -= lr b1 (||x|| / ||r||) r + lr (1-b1) (||x|| / ||c||) c
+    A trust ratio whose norms are zero is taken as 1 (as in LAMB implementations)."""
+
+    slots = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, **kw):
+        super().__init__(lr, **kw)
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+
+    @staticmethod
+    def _trust(p_norm, u_norm):
+        ok = ops.logical_and(ops.greater(p_norm, 0.0), ops.greater(u_norm, 0.0))
+        return ops.where(ok, p_norm / ops.where(ok, u_norm, 1.0), 1.0)
+
+    def update(self, params, grads, state, lr, step):
+        b1, b2 = self.betas
+        bc1 = 1.0 - ops.power(b1, step)
+        bc2 = 1.0 - ops.power(b2, step)
+        new_p, new_s = [], []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            m, v = state[i]
+            g_norm = ops.sqrt(ops.sum(g * g))
+            g = g / ops.where(ops.greater(g_norm, 0.0), g_norm, 1.0)
+            m = m * b1 + g * (1.0 - b1)
+            v = v * b2 + g * g * (1.0 - b2)
+            denom = ops.sqrt(v / bc2) + self.eps
+            r = (m / bc1) / denom + p * self.weight_decay
+            c = g / denom + p * self.weight_decay
+            p_norm = ops.sqrt(ops.sum(p * p))
+            r_ratio = self._trust(p_norm, ops.sqrt(ops.sum(r * r)))
+            c_ratio = self._trust(p_norm, ops.sqrt(ops.sum(c * c)))
+            new_p.append(p - r * (r_ratio * (lr * b1)) - c * (c_ratio * (lr * (1.0 - b1))))
+            new_s.append((m, v))
+        return new_p, new_s
+
+
 def step_lr(lr, step_size, gamma=0.1):
     """lr * gamma ** ((step - 1) // step_size) (torch StepLR, counted in steps)."""
     return lambda step: lr * gamma ** ((step - 1) // step_size)

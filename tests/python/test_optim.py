@@ -95,3 +95,43 @@ def test_training_step_is_one_ir_function():
     assert "def @loss_grad(" in text and "def @train_step(" in text
     assert "let %0 = @loss_grad(%x, %y, %fc1.weight, %fc1.bias, %fc2.weight, %fc2.bias)" in text
     assert kiln.parse(text).text == text  # prints and parses back
+
+
+def _lans_reference(params, grads, state, lr, step, b1=0.9, b2=0.999, eps=1e-6, wd=0.01):
+    """The published LANS update (Algorithm 2 of Zheng et al. 2020) in numpy."""
+    out = []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        m, v = state[i]
+        n = np.linalg.norm(g)
+        g = g / n if n > 0 else g
+        m[:] = b1 * m + (1 - b1) * g
+        v[:] = b2 * v + (1 - b2) * g * g
+        denom = np.sqrt(v / (1 - b2 ** step)) + eps
+        r = m / (1 - b1 ** step) / denom + wd * p
+        c = g / denom + wd * p
+        pn = np.linalg.norm(p)
+        ratio = lambda u: pn / np.linalg.norm(u) if pn > 0 and np.linalg.norm(u) > 0 else 1.0
+        out.append(p - lr * b1 * ratio(r) * r - lr * (1 - b1) * ratio(c) * c)
+    return out
+
+
+def test_lans_matches_its_published_update_rule():
+    rng = np.random.default_rng(3)
+    model = MLP(seed=4)
+    net = torch_twin(model)  # used for the gradients only
+    trainer = kiln.Trainer(model, lambda out, y: kiln.mse_loss(out, y), kiln.optim.LANS(lr=0.02))
+    params = [t.detach().numpy().copy() for t in net.parameters()]
+    state = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+    for step in range(1, 51):
+        x, y = rng.standard_normal((8, 6)), rng.standard_normal((8, 3))
+        loss = trainer.step(kiln.array(x), kiln.array(y))
+        with torch.no_grad():
+            for t, p in zip(net.parameters(), params):
+                t.copy_(torch.from_numpy(p))
+        net.zero_grad()
+        tl = torch.nn.functional.mse_loss(net(torch.from_numpy(x)), torch.from_numpy(y))
+        tl.backward()
+        assert loss == pytest.approx(tl.item(), rel=1e-9), f"step {step}"
+        params = _lans_reference(params, [t.grad.numpy() for t in net.parameters()], state, 0.02, step)
+    for p, ref in zip(model.parameters(), params):
+        np.testing.assert_allclose(p.numpy(), ref, rtol=1e-9, atol=1e-12)
