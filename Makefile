@@ -18,7 +18,7 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all test test-c test-tutorial test-python examples asan-test fuzz fuzz-run clean venv
+.PHONY: all test test-c test-tutorial test-python examples asan-test fuzz fuzz-run fuzz-safetensors clean venv
 all: $(BUILD)/libkiln.so $(BUILD)/libkiln.a $(BUILD)/kiln
 
 $(BUILD)/%.o: %.c
@@ -84,6 +84,14 @@ FUZZ_SECONDS ?= 60
 fuzz-run: build-fuzz/fuzz_parser
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 build-fuzz/corpus tests/fuzz/corpus
+
+# The .safetensors reader under libFuzzer: FUZZ_SECONDS=60 make fuzz-safetensors
+fuzz-safetensors: build-fuzz/fuzz_safetensors
+	@mkdir -p build-fuzz/corpus-safetensors
+	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 build-fuzz/corpus-safetensors
+build-fuzz/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c $(LIB_SRC)
+	@mkdir -p build-fuzz
+	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $^ -o $@ -lm -ldl -lpthread
 
 # `make setup` on a fresh Debian: installs the build tools that are missing (apt-get, through
 # sudo unless root), then builds and runs the examples. `make demo` does the last part only.

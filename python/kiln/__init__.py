@@ -12,6 +12,7 @@ from .model import Model, Parameter
 from . import nn, optim
 from .trainer import Trainer
 from .autograd import no_grad
+from .checkpoint import load_model, load_safetensors, save_model, save_safetensors
 from .ops import all, any, abs, max, min, round, sum  # noqa: F401  (numpy names shadowing builtins)
 
 __version__ = "0.1.0"
