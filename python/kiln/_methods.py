@@ -105,17 +105,28 @@ def _getitem(self, key):
     out = ops.strided_slice(self, begin, end, strides, axes) if axes else self
     if advanced is not None:
         out = ops.take(out, advanced[1], axis=advanced[0])
-    shape = []
+    # strided_slice keeps every dim (an int leaves size 1) and take puts the index's dims in place
+    # of its axis: output dims of input dim d sit at d, or d + index.ndim - 1 past the advanced axis
+    shape, adv_at = [], 0
     for entry in out_shape:
         if entry[0] == "new":
             shape.append(1)
         elif entry[0] == "keep":
-            shape.append(out.shape[len(shape)] if advanced is None or entry[1] < advanced[0] else
-                         out.shape[len(shape) + advanced[1].ndim - 1])
+            shape.append(out.shape[entry[1]] if advanced is None or entry[1] < advanced[0] else
+                         out.shape[entry[1] + advanced[1].ndim - 1])
         else:
+            adv_at = len(shape)
             shape.extend(advanced[1].shape)
     shape.extend(self.shape[dim:])
-    return ops.reshape(out, shape) if list(out.shape) != shape else out
+    out = ops.reshape(out, shape) if list(out.shape) != shape else out
+    # numpy: ints count as advanced indices beside an array; when a slice or None separates them,
+    # the array's dims go first
+    group = [i for i, k in enumerate(expanded) if k is not None and not isinstance(k, slice)]
+    if advanced is not None and adv_at and group[-1] - group[0] + 1 != len(group):
+        k = advanced[1].ndim
+        out = ops.transpose(out, list(range(adv_at, adv_at + k)) + list(range(adv_at)) +
+                            list(range(adv_at + k, len(shape))))
+    return out
 
 
 Tensor.__getitem__ = _getitem

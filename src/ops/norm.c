@@ -42,10 +42,11 @@ static kiln_var *standardize(kiln_builder *b, kiln_var *x, const bool *mask, int
 
 /* ---- softmax, log_softmax ----------------------------------------------------------------- */
 /* The softmax axis of node n over input type t, or -1 with the error set. The shape rule is the
- * shared unary one, so the axis is checked here. */
+ * shared unary one, so the axis is checked here. A 0-d input takes axis 0 or -1 (as torch): its
+ * reductions then run over no dims, so softmax gives 1 and log_softmax 0. */
 static int softmax_axis(kiln_builder *b, const kiln_node *n, const kiln_type *t) {
     int64_t axis = kiln_attr_int(n->op, n->attrs, "axis");
-    int ax = t->ndim > 0 ? kiln_norm_axis(axis, t->ndim) : -1;
+    int ax = t->ndim > 0 ? kiln_norm_axis(axis, t->ndim) : axis == 0 || axis == -1 ? 0 : -1;
     if (ax < 0) {
         char where[256], tb[256];
         kiln_error(b->region->func->module->ctx, KILN_ERR_TYPE, "op '%s' at %s: axis %lld is out of range for %s",

@@ -24,7 +24,7 @@ static const kiln_type *fail_axis(kiln_shape_args *a, int64_t axis, const kiln_t
 }
 
 /* max / min / argmax / argmin have no identity: reducing an empty axis into a non-empty
- * result is an error (torch and numpy raise too); logsumexp as well, since it takes a max. */
+ * result is an error (torch and numpy raise too). logsumexp of nothing is -inf (torch). */
 static bool fail_if_empty(kiln_shape_args *a, const kiln_type *t, int64_t count, int64_t out_numel) {
     char sb[160];
     if (count > 0 || out_numel == 0) return false;
@@ -58,7 +58,7 @@ const struct kiln_type *kiln_shape_reduce(kiln_shape_args *a) {
     switch (a->op) {
     case KILN_OP_SUM: case KILN_OP_PROD: dt = widen_int(dt); break;
     case KILN_OP_ALL: case KILN_OP_ANY: dt = KILN_BOOL; break;
-    case KILN_OP_MAX: case KILN_OP_MIN: case KILN_OP_LOGSUMEXP:
+    case KILN_OP_MAX: case KILN_OP_MIN:
         if (fail_if_empty(a, t, count, out_numel)) return NULL;
         break;
     default: break; /* mean, variance, l2norm: float in, same float out */
@@ -462,6 +462,11 @@ struct kiln_var *kiln_decompose_logsumexp(struct kiln_builder *b, const struct k
     static const double finite_max[KILN_DTYPE_COUNT] = {[KILN_F32] = FLT_MAX, [KILN_F64] = DBL_MAX,
                                                         [KILN_F16] = 65504.0, [KILN_BF16] = 3.3895313892515355e38};
     double big = finite_max[in[0]->type->dtype];
+    const kiln_type *t = n->out->type;
+    char sb[160];
+    if (reduced_count(n, in[0]) == 0) /* log of an empty sum (the max below would have no identity) */
+        return kiln_build(b, KILN_OP_FULL, 0, NULL, "shape=%s, value=-inf, dtype=%s",
+                          kiln_shape_str(t->ndim, t->shape, sb, sizeof sb), kiln_dtype_name(t->dtype));
     kiln_var *m = emit_reduce(b, n, KILN_OP_MAX, in[0], true);
     if (!m || !(m = kiln_build(b, KILN_OP_CLIP, 1, &m, "min=%.17g, max=%.17g", -big, big))) return NULL;
     kiln_var *d = emit2(b, KILN_OP_SUBTRACT, in[0], m);
@@ -470,7 +475,7 @@ struct kiln_var *kiln_decompose_logsumexp(struct kiln_builder *b, const struct k
     kiln_var *l = s ? kiln_build(b, KILN_OP_LOG, 1, &s, NULL) : NULL;
     kiln_var *r = l ? emit2(b, KILN_OP_ADD, l, m) : NULL;
     if (!r || kiln_attr_bool(n->op, n->attrs, "keepdims")) return r;
-    return emit_reshape(b, r, n->out->type->ndim, n->out->type->shape);
+    return emit_reshape(b, r, t->ndim, t->shape);
 }
 
 /* sum_to: sum over the leading extra axes and the axes where the target has 1 (keepdims), then

@@ -123,6 +123,22 @@ TEST(softmax_errors) {
     kiln_context_free(ctx);
 }
 
+/* A 0-d input takes axis 0 or -1, as in torch: softmax 1, log_softmax 0. */
+TEST(softmax_of_0d) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_value in = tv(ctx, KILN_F32, "", (double[]){2.5}), out[3], bad;
+    out[0] = run_op(ctx, "softmax", 1, &in, "axis=0");
+    out[1] = run_op(ctx, "log_softmax", 1, &in, "axis=-1");
+    out[2] = run_op(ctx, "softmax", 1, &in, NULL);
+    CHECK_TENSOR(out[0], KILN_F32, "", ((double[]){1}), 0);
+    CHECK_TENSOR(out[1], KILN_F32, "", ((double[]){0}), 0);
+    CHECK_TENSOR(out[2], KILN_F32, "", ((double[]){1}), 0);
+    CHECK_ERR(ctx, kiln_op_run(ctx, "softmax", 1, &in, "axis=1", &bad), KILN_ERR_TYPE, "axis 1 is out of range for f32[]");
+    kiln_value_release(in);
+    release_all(3, out);
+    kiln_context_free(ctx);
+}
+
 /* ---- layer_norm --------------------------------------------------------------------------- */
 /* layer_norm of x (shape, axis) with n_params of gamma, beta, against a loop. */
 static void layer_norm_case(kiln_dtype dt, int ndim, const int64_t *shape, int axis, int n_params) {

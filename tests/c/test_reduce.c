@@ -176,6 +176,8 @@ TEST(reduce_size_zero_dims) {
     CHECK_OP(ctx, "max", x, "axes=[1]", KILN_F32, "0", NULL, 0); /* nothing to produce: fine */
     CHECK_OP_ERR(ctx, "max", x, "axes=[0]", "empty axis of shape [0, 3]");
     CHECK_OP_ERR(ctx, "min", x, "", "empty axis");
+    CHECK_OP(ctx, "logsumexp", x, "axes=[0]", KILN_F32, "3", (double[]){-INFINITY, -INFINITY, -INFINITY}, 0);
+    CHECK_OP(ctx, "logsumexp", x, "keepdims=true", KILN_F32, "1,1", (double[]){-INFINITY}, 0);
     kiln_value i = tv(ctx, KILN_I32, "2,0", NULL);
     CHECK_OP(ctx, "sum", i, "axes=[1]", KILN_I64, "2", (double[]){0, 0}, 0);
     CHECK_OP(ctx, "prod", i, "axes=[1]", KILN_I64, "2", (double[]){1, 1}, 0);
