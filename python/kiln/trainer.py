@@ -69,6 +69,38 @@ class Trainer:
         owner = self.model.get_submodule(mod)
         return owner._parameters[leaf] if leaf in owner._parameters else owner._buffers[leaf]
 
+    def state_dict(self):
+        """Model tensors ("model.<path>"), optimizer state ("optim.<slot>.<path>") and the step
+        count ("trainer.step"): everything a resumed run needs to continue bit-identically."""
+        from .ops import array
+        d = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        for path, tensors in self.state.items():
+            for slot, t in zip(self.optimizer.slots, tensors):
+                d[f"optim.{slot}.{path}"] = t
+        d["trainer.step"] = array(self.step_count)
+        return d
+
+    def save(self, path):
+        """Writes state_dict() to a .safetensors file."""
+        from .checkpoint import save_safetensors
+        save_safetensors(path, self.state_dict())
+
+    def load(self, path):
+        """Restores a save(): model tensors (names, shapes and dtypes must match the model, else
+        an error lists the mismatches), optimizer state and step count."""
+        from .checkpoint import load_safetensors
+        d = load_safetensors(path)
+        if "trainer.step" not in d:
+            raise ValueError(f"{path}: not a kiln.Trainer checkpoint (no 'trainer.step')")
+        self.model.load_state_dict({k[len("model."):]: v.numpy() for k, v in d.items() if k.startswith("model.")})
+        self.step_count = int(d["trainer.step"].item())
+        self.state = {}
+        params = {p for p, _ in self.model.named_parameters()}
+        for path in params:
+            slots = [d.get(f"optim.{slot}.{path}") for slot in self.optimizer.slots]
+            if all(t is not None for t in slots) and slots:
+                self.state[path] = tuple(slots)
+
     def step(self, x, y):
         """One training step on a batch; returns the loss as a Python float."""
         from .ops import array
