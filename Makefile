@@ -93,17 +93,23 @@ build-fuzz/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c $(LIB_SRC)
 	@mkdir -p build-fuzz
 	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $^ -o $@ -lm -ldl -lpthread
 
-# `make setup` on a fresh Debian: installs the build tools that are missing (apt-get, through
-# sudo unless root), then builds and runs the examples. `make demo` does the last part only.
-SETUP_PKGS := build-essential clang libclang-rt-14-dev python3-venv
+# `make setup` on a fresh Debian: installs what is missing (apt-get, through sudo unless root:
+# build tools, Python's venv, the Fashion-MNIST data), builds, and creates .venv.
+# `make train` then trains LeNet-5 on Fashion-MNIST (the main job; TRAIN_ARGS passes options,
+# e.g. TRAIN_ARGS="--epochs 2 --restart"). `make demo` runs the C examples.
+SETUP_PKGS := build-essential clang libclang-rt-14-dev python3-venv dataset-fashion-mnist
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-.PHONY: setup demo
+TRAIN_ARGS ?=
+.PHONY: setup demo train
 setup:
 	@if command -v apt-get >/dev/null 2>&1 && ! dpkg -s $(SETUP_PKGS) >/dev/null 2>&1; then \
 	    echo "installing $(SETUP_PKGS)"; \
 	    $(SUDO) apt-get update -qq && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SETUP_PKGS); fi
-	$(MAKE) demo
+	$(MAKE) all venv
+
+train: setup
+	KILN_LIB=$(abspath $(BUILD)/libkiln.so) .venv/bin/python examples/python/fashion_mnist.py $(TRAIN_ARGS)
 
 demo: all examples
 	$(BUILD)/examples/mlp

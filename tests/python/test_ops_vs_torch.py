@@ -1291,7 +1291,9 @@ def test_bad_arguments_never_crash():
 def test_every_op_is_covered():
     names = [lib.kiln_op_name(i).decode() for i in range(lib.kiln_op_count())]
     assert len(names) == len(set(names)) > 100
-    missing = [n for n in names if n not in STRUCTURAL and n not in COVERED]
+    # backward-only primitives (`*_backward*`) serve gradient rules and are checked there:
+    # against finite differences and hand values in tests/c/test_grad_*.c
+    missing = [n for n in names if n not in STRUCTURAL and n not in COVERED and "_backward" not in n]
     assert not missing, f"ops without a test in test_ops_vs_torch.py: {missing}"
     unknown = COVERED - set(names)
     assert not unknown, f"coverage table names ops the library lacks: {sorted(unknown)}"
