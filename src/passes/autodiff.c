@@ -1,63 +1,75 @@
-/* autodiff.c — reverse-mode automatic differentiation of an IR function: clone the forward
- * computation, decompose composites, then walk the bindings backwards applying each op's
- * gradient rule (ops.def) and summing adjoints of values used more than once. */
+/* autodiff.c — reverse-mode automatic differentiation of an IR function: copy the forward
+ * computation, inline calls, decompose composites, then walk the bindings backwards applying
+ * each op's gradient rule (ops.def) and summing the adjoints of values used more than once.
+ * An `if` is differentiated branch-wise: a backward `if` on the same condition recomputes the
+ * taken branch and sweeps it, yielding the adjoints of the outer values the branches read. */
 #include "passes/passes.h"
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct clone_state {
-    kiln_function *dst;
-    kiln_var **map; /* by source var id */
-} clone_state;
+typedef struct ad_state {
+    kiln_function *g;
+    bool *needs;      /* by var id: depends on the differentiated parameters */
+    int cap;
+} ad_state;
 
-static kiln_var *mapped(clone_state *cs, kiln_var *v) { return v->kind == KILN_VAR_LITERAL ? v : cs->map[v->id]; }
+/* Adjoints by var id; grown as passes add variables. */
+typedef struct adj_map {
+    kiln_var **v;
+    int cap;
+} adj_map;
 
-static kiln_status clone_region(clone_state *cs, const kiln_region *src, kiln_region *dst);
-
-/* Copies node n (with nested regions) to the end of dst. */
-static kiln_status clone_node(clone_state *cs, const kiln_node *n, kiln_region *dst) {
-    kiln_context *ctx = cs->dst->module->ctx;
-    kiln_var *in[256];
-    if (n->n_in > 256) return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: more than 256 inputs");
-    for (int i = 0; i < n->n_in; i++) in[i] = mapped(cs, n->in[i]);
-    kiln_node *c = kiln_node_new(dst, n->op, n->n_in, in);
-    if (!c) return kiln_error_status(ctx);
-    memcpy(c->attrs, n->attrs, sizeof *c->attrs * (size_t)kiln_op_info_get(n->op)->n_attrs);
-    c->callee = n->callee;
-    c->line = n->line, c->col = n->col;
-    c->out->type = n->out->type;
-    c->out->name = n->out->name;
-    cs->map[n->out->id] = c->out;
-    if (n->n_loop) {
-        c->n_loop = n->n_loop;
-        c->loop = kiln_arena_alloc(&cs->dst->module->arena, sizeof *c->loop * (size_t)n->n_loop);
-        if (!c->loop) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
-        for (int i = 0; i < n->n_loop; i++) {
-            if (!(c->loop[i] = kiln_var_new(cs->dst, KILN_VAR_LOOP, n->loop[i]->name))) return kiln_error_status(ctx);
-            c->loop[i]->def = c, c->loop[i]->index = i, c->loop[i]->type = n->loop[i]->type;
-            cs->map[n->loop[i]->id] = c->loop[i];
-        }
+/* Grows `needs` (and `adj` when given) to the function's current variable count. */
+static kiln_status ad_grow(ad_state *ad, adj_map *adj) {
+    int n = ad->g->n_vars;
+    kiln_context *ctx = ad->g->module->ctx;
+    if (n > ad->cap) {
+        bool *needs = realloc(ad->needs, sizeof *needs * (size_t)n);
+        if (!needs) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
+        memset(needs + ad->cap, 0, sizeof *needs * (size_t)(n - ad->cap));
+        ad->needs = needs;
+        ad->cap = n;
     }
-    c->n_regions = n->n_regions;
-    for (int k = 0; k < n->n_regions; k++)
-        if (!(c->regions[k] = kiln_region_new(cs->dst, c)) || clone_region(cs, n->regions[k], c->regions[k]))
-            return kiln_error_status(ctx);
-    kiln_region_append(dst, c);
+    if (adj && n > adj->cap) {
+        kiln_var **a = realloc(adj->v, sizeof *a * (size_t)n);
+        if (!a) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
+        memset(a + adj->cap, 0, sizeof *a * (size_t)(n - adj->cap));
+        adj->v = a;
+        adj->cap = n;
+    }
     return KILN_OK;
 }
 
-static kiln_status clone_region(clone_state *cs, const kiln_region *src, kiln_region *dst) {
-    for (const kiln_node *n = src->first; n; n = n->next)
-        if (clone_node(cs, n, dst)) return kiln_error_status(cs->dst->module->ctx);
-    if (src->n_results < 0) return KILN_OK;
-    kiln_var *res[256];
-    if (src->n_results > 256) return kiln_error(cs->dst->module->ctx, KILN_ERR_UNSUPPORTED, "autodiff: more than 256 results");
-    for (int i = 0; i < src->n_results; i++) res[i] = mapped(cs, src->results[i]);
-    return kiln_region_yield(dst, src->n_results, res);
+static bool needed(const ad_state *ad, const kiln_var *v) {
+    return v->kind != KILN_VAR_LITERAL && v->id < ad->cap && ad->needs[v->id];
+}
+
+/* Whether node n reads a value that depends on the differentiated parameters: through its
+ * inputs, or from inside its regions (branches read outer values directly). */
+static bool reads_needed(const ad_state *ad, const kiln_node *n) {
+    for (int i = 0; i < n->n_in; i++)
+        if (needed(ad, n->in[i])) return true;
+    for (int k = 0; k < n->n_regions; k++) {
+        const kiln_region *r = n->regions[k];
+        for (const kiln_node *c = r->first; c; c = c->next)
+            if (reads_needed(ad, c)) return true;
+        for (int i = 0; i < r->n_results; i++)
+            if (needed(ad, r->results[i])) return true;
+    }
+    return false;
+}
+
+/* Marks the results of r's nodes that depend on needed values (forward order). */
+static void mark_needs(ad_state *ad, kiln_region *r) {
+    for (kiln_node *n = r->first; n; n = n->next) {
+        for (int k = 0; k < n->n_regions; k++) mark_needs(ad, n->regions[k]);
+        if (reads_needed(ad, n) && n->out->id < ad->cap) ad->needs[n->out->id] = true;
+    }
 }
 
 /* adj[v] += g (tuples elementwise). */
-static kiln_status accumulate(kiln_builder *b, kiln_var **adj, kiln_var *v, kiln_var *g) {
+static kiln_status accumulate(kiln_builder *b, adj_map *am, kiln_var *v, kiln_var *g) {
+    kiln_var **adj = am->v;
     if (v->kind == KILN_VAR_LITERAL || !g) return KILN_OK;
     kiln_var *old = adj[v->id];
     if (!old) {
@@ -88,49 +100,116 @@ static bool float_valued(const kiln_type *t) {
     return t->kind == KILN_TYPE_TENSOR && kiln_dtype_is_float(t->dtype);
 }
 
-/* Whether node n reads a value that depends on the differentiated parameters: through its
- * inputs, or from inside its regions (if / while bodies read outer values directly). */
-static bool reads_needed(const kiln_node *n, const bool *needs) {
-    for (int i = 0; i < n->n_in; i++)
-        if (n->in[i]->kind != KILN_VAR_LITERAL && needs[n->in[i]->id]) return true;
-    for (int k = 0; k < n->n_regions; k++) {
-        const kiln_region *r = n->regions[k];
-        for (const kiln_node *c = r->first; c; c = c->next)
-            if (reads_needed(c, needs)) return true;
-        for (int i = 0; i < r->n_results; i++)
-            if (r->results[i]->kind != KILN_VAR_LITERAL && needs[r->results[i]->id]) return true;
+/* Outer values (defined outside node n) read inside n's regions that need a gradient, each
+ * listed once. */
+static void outer_reads(const ad_state *ad, const kiln_region *r, const kiln_node *owner, kiln_var **out, int *n, int max) {
+    for (const kiln_node *c = r->first; c; c = c->next) {
+        for (int i = 0; i < c->n_in; i++) {
+            kiln_var *v = c->in[i];
+            if (!needed(ad, v) || !float_valued(v->type)) continue;
+            bool inside = false; /* defined within owner's regions? */
+            for (const kiln_node *d = v->def; d && !inside; d = d->parent->owner) inside = d == owner;
+            bool seen = false;
+            for (int k = 0; k < *n; k++) seen |= out[k] == v;
+            if (!inside && !seen && *n < max) out[(*n)++] = v;
+        }
+        for (int k = 0; k < c->n_regions; k++) outer_reads(ad, c->regions[k], owner, out, n, max);
     }
-    return false;
+    for (int i = 0; i < r->n_results; i++) {
+        kiln_var *v = r->results[i];
+        bool inside = false, seen = false;
+        for (const kiln_node *d = v->kind == KILN_VAR_RESULT ? v->def : NULL; d && !inside; d = d->parent->owner) inside = d == owner;
+        for (int k = 0; k < *n; k++) seen |= out[k] == v;
+        if (needed(ad, v) && float_valued(v->type) && !inside && !seen && *n < max) out[(*n)++] = v;
+    }
 }
 
-static kiln_status backward(kiln_function *g, kiln_node *last_forward, kiln_var *loss, bool *needs, kiln_var **adj) {
-    kiln_context *ctx = g->module->ctx;
-    kiln_builder b = {g->body, NULL, 0, 0};
-    adj[loss->id] = kiln_build(&b, KILN_OP_ONES_LIKE, 1, &loss, NULL);
-    if (!adj[loss->id]) return kiln_error_status(ctx);
-    for (kiln_node *n = last_forward; n; n = n->prev) {
-        kiln_var *dy = adj[n->out->id];
-        if (!dy || !reads_needed(n, needs)) continue;
+static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map *adj);
+
+/* The backward of `if` node n given its adjoint dy: a backward `if` whose branches recompute
+ * the forward branch, sweep it from dy, and yield the adjoints of the outer values read. */
+static kiln_status backward_if(ad_state *ad, kiln_builder *b, kiln_node *n, kiln_var *dy, adj_map *adj) {
+    kiln_context *ctx = ad->g->module->ctx;
+    kiln_var *outer[256];
+    int n_outer = 0;
+    for (int k = 0; k < 2; k++) outer_reads(ad, n->regions[k], n, outer, &n_outer, 256);
+    if (!n_outer) return KILN_OK;
+    kiln_node *bif = kiln_emit_if(b->region, n->in[0]);
+    if (!bif) return kiln_error_status(ctx);
+    for (int k = 0; k < 2; k++) {
+        kiln_region *br = bif->regions[k];
+        kiln_cloner c = {ad->g, calloc((size_t)ad->g->n_vars, sizeof(kiln_var *)), ad->g->n_vars};
+        if (!c.map) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
+        kiln_status s = kiln_clone_region_into(&c, n->regions[k], br, NULL, false);
+        kiln_var *res[256];
+        int nr = n->regions[k]->n_results;
+        for (int i = 0; i < nr && i < 256; i++) res[i] = kiln_clone_var(&c, n->regions[k]->results[i]);
+        free(c.map);
+        if (s || ad_grow(ad, NULL)) return kiln_error_status(ctx);
+        mark_needs(ad, br);
+        adj_map local = {NULL, 0};
+        kiln_builder lb = {br, NULL, n->line, n->col};
+        kiln_node *last = br->last;
+        s = ad_grow(ad, &local);
+        for (int i = 0; i < nr && !s; i++) {
+            kiln_var *d = nr == 1 ? dy : kiln_build(&lb, KILN_OP_GET, 1, &dy, "index=%d", i);
+            if (!d || ad_grow(ad, &local)) s = kiln_error_status(ctx);
+            else s = accumulate(&lb, &local, res[i], d);
+        }
+        if (!s) s = sweep(ad, br, last, &local);
+        if (!s) s = ad_grow(ad, &local);
+        kiln_var *ys[256];
+        for (int i = 0; i < n_outer && !s; i++) {
+            kiln_var *a = local.v[outer[i]->id];
+            ys[i] = a ? a : kiln_grad_zeros(&lb, outer[i]);
+            if (!ys[i]) s = kiln_error_status(ctx);
+        }
+        free(local.v);
+        if (s || kiln_region_yield(br, n_outer, ys)) return kiln_error_status(ctx);
+    }
+    kiln_var *res = kiln_node_result(bif);
+    if (!res) return kiln_error_status(ctx);
+    for (int i = 0; i < n_outer; i++) {
+        kiln_var *g = n_outer == 1 ? res : kiln_build(b, KILN_OP_GET, 1, &res, "index=%d", i);
+        if (ad_grow(ad, adj) || accumulate(b, adj, outer[i], g)) return kiln_error_status(ctx);
+    }
+    return KILN_OK;
+}
+
+/* Walks r's bindings from `last` back to the first, turning adjoints of results into adjoints
+ * of inputs; backward ops go to the end of r. */
+static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map *adj) {
+    kiln_context *ctx = ad->g->module->ctx;
+    kiln_builder b = {r, NULL, 0, 0};
+    for (kiln_node *n = last; n; n = n->prev) {
+        if (ad_grow(ad, adj)) return kiln_error_status(ctx);
+        kiln_var *dy = adj->v[n->out->id];
+        if (!dy || !reads_needed(ad, n)) continue;
         const kiln_op_info *info = kiln_op_info_get(n->op);
         char where[256];
+        b.line = n->line, b.col = n->col;
+        if (n->op == KILN_OP_IF) {
+            if (backward_if(ad, &b, n, dy, adj)) return kiln_error_status(ctx);
+            continue;
+        }
         if (!info->grad) {
-            if (n->n_regions || n->op == KILN_OP_CALL)
-                return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: op '%s' at %s: differentiating through control flow and calls is not supported yet",
-                                  info->name, kiln_node_where(n, where, sizeof where));
-            return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: op '%s' at %s %s",
-                              info->name, kiln_node_where(n, where, sizeof where),
+            if (n->op == KILN_OP_WHILE)
+                return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: op 'while' at %s: differentiating through while loops is not supported yet",
+                                  kiln_node_where(n, where, sizeof where));
+            if (n->op == KILN_OP_CALL)
+                return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: call of @%s at %s: differentiating through recursive calls is not supported",
+                                  n->callee->name, kiln_node_where(n, where, sizeof where));
+            return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: op '%s' at %s %s", info->name, kiln_node_where(n, where, sizeof where),
                               info->flags & F_DIFF ? "has no gradient rule yet" : "is not differentiable, and a gradient flows through it");
         }
-        b.line = n->line, b.col = n->col;
         kiln_var *din[256] = {0};
-        if (info->grad(&b, n, n->in, n->out, dy, din)) {
+        if (info->grad(&b, n, n->in, n->out, dy, din))
             return kiln_error_status(ctx) ? kiln_error_status(ctx)
                                           : kiln_error(ctx, KILN_ERR_INTERNAL, "autodiff: gradient rule of '%s' at %s failed",
                                                        info->name, kiln_node_where(n, where, sizeof where));
-        }
+        if (ad_grow(ad, adj)) return kiln_error_status(ctx);
         for (int i = 0; i < n->n_in; i++)
-            if (n->in[i]->kind != KILN_VAR_LITERAL && needs[n->in[i]->id] && accumulate(&b, adj, n->in[i], din[i]))
-                return kiln_error_status(ctx);
+            if (needed(ad, n->in[i]) && accumulate(&b, adj, n->in[i], din[i])) return kiln_error_status(ctx);
     }
     return KILN_OK;
 }
@@ -143,6 +222,10 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
         kiln_error(ctx, KILN_ERR_TYPE, "autodiff: @%s returns nothing to differentiate", f->name);
         return NULL;
     }
+    if (n_wrt > 256) {
+        kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: more than 256 parameters");
+        return NULL;
+    }
     for (int i = 0; i < n_wrt; i++)
         if (wrt[i] < 0 || wrt[i] >= f->n_params || !float_valued(f->params[wrt[i]]->type)) {
             kiln_error(ctx, KILN_ERR_TYPE, "autodiff: @%s: parameter %d is not a floating-point tensor of the function", f->name, wrt[i]);
@@ -150,55 +233,48 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
         }
     kiln_function *g = kiln_function_new(m, name);
     if (!g) return NULL;
-    clone_state cs = {g, calloc((size_t)(f->n_vars ? f->n_vars : 1), sizeof(kiln_var *))};
-    kiln_var **adj = NULL;
-    bool *needs = NULL;
+    kiln_cloner c = {g, calloc((size_t)(f->n_vars ? f->n_vars : 1), sizeof(kiln_var *)), f->n_vars};
+    ad_state ad = {g, NULL, 0};
+    adj_map adj = {NULL, 0};
     kiln_function *result = NULL;
-    if (!cs.map) goto oom;
+    char tb[256];
+    if (!c.map) {
+        kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
+        goto done;
+    }
     for (int i = 0; i < f->n_params; i++)
-        if (!(cs.map[f->params[i]->id] = kiln_function_param(g, f->params[i]->name, (kiln_type *)f->params[i]->type))) goto done;
-    /* the forward part, yielding f's results for now so that decomposition keeps them current */
-    if (clone_region(&cs, f->body, g->body) || kiln_pass_decompose(g->body)) goto done;
+        if (!(c.map[f->params[i]->id] = kiln_function_param(g, f->params[i]->name, (kiln_type *)f->params[i]->type))) goto done;
+    /* the forward part, yielding f's results for now so that the passes keep them current */
+    if (kiln_clone_region_into(&c, f->body, g->body, NULL, true) || kiln_pass_inline(g->body) || kiln_pass_decompose(g->body))
+        goto done;
     kiln_var *loss = g->body->results[0];
     g->body->n_results = -1;
-    char tb[256];
     if (!kiln_type_is_tensor(loss->type) || !kiln_dtype_is_float(loss->type->dtype)) {
         kiln_error(ctx, KILN_ERR_TYPE, "autodiff: @%s: the value to differentiate (its first result) must be a floating-point tensor, not %s",
                    f->name, kiln_type_cstr(loss->type, tb, sizeof tb));
         goto done;
     }
     kiln_node *last_forward = g->body->last;
-    /* which values depend on the chosen parameters (ids of g, decomposition included) */
-    needs = calloc((size_t)g->n_vars, sizeof *needs);
-    adj = calloc((size_t)g->n_vars, sizeof *adj);
-    if (!needs || !adj) goto oom;
-    for (int i = 0; i < n_wrt; i++) needs[g->params[wrt[i]]->id] = true;
-    for (kiln_node *n = g->body->first; n; n = n->next)
-        if (reads_needed(n, needs)) needs[n->out->id] = true;
-    if (backward(g, last_forward, loss, needs, adj)) goto done;
-    kiln_var *outs[257];
-    if (n_wrt > 256) {
-        kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: more than 256 parameters");
-        goto done;
-    }
+    if (ad_grow(&ad, &adj)) goto done;
+    for (int i = 0; i < n_wrt; i++) ad.needs[g->params[wrt[i]]->id] = true;
+    mark_needs(&ad, g->body);
     kiln_builder b = {g->body, NULL, 0, 0};
+    if (!(adj.v[loss->id] = kiln_build(&b, KILN_OP_ONES_LIKE, 1, &loss, NULL))) goto done;
+    if (sweep(&ad, g->body, last_forward, &adj) || ad_grow(&ad, &adj)) goto done;
+    kiln_var *outs[257];
     outs[0] = loss;
     for (int i = 0; i < n_wrt; i++) {
         kiln_var *p = g->params[wrt[i]];
-        outs[1 + i] = adj[p->id] ? adj[p->id] : kiln_grad_zeros(&b, p);
-        if (!outs[1 + i]) goto done;
+        if (!(outs[1 + i] = adj.v[p->id] ? adj.v[p->id] : kiln_grad_zeros(&b, p))) goto done;
     }
     if (kiln_region_yield(g->body, 1 + n_wrt, outs)) goto done;
     g->infer_state = 0;
     if (kiln_module_infer(m)) goto done;
     result = g;
-    goto done;
-oom:
-    kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
 done:
     if (!result) kiln_module_drop_function(m, g);
-    free(cs.map);
-    free(adj);
-    free(needs);
+    free(c.map);
+    free(adj.v);
+    free(ad.needs);
     return result;
 }

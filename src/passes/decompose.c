@@ -3,13 +3,11 @@
  * composites need no gradient rules; fusion will see only primitives. */
 #include "passes/passes.h"
 
-/* Replaces uses of `old` by `new` in the nodes from `from` on (and the regions inside them) and
- * in the region's yield. */
-static void replace_uses(kiln_region *r, kiln_node *from, const kiln_var *old, kiln_var *new) {
+void kiln_replace_uses(kiln_region *r, kiln_node *from, const kiln_var *old, kiln_var *new) {
     for (kiln_node *n = from; n; n = n->next) {
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] == old) n->in[i] = new;
-        for (int k = 0; k < n->n_regions; k++) replace_uses(n->regions[k], n->regions[k]->first, old, new);
+        for (int k = 0; k < n->n_regions; k++) kiln_replace_uses(n->regions[k], n->regions[k]->first, old, new);
     }
     for (int i = 0; i < r->n_results; i++)
         if (r->results[i] == old) r->results[i] = new;
@@ -35,7 +33,7 @@ kiln_status kiln_pass_decompose(kiln_region *r) {
                                           : kiln_error(ctx, KILN_ERR_INTERNAL, "decompose: op '%s' at %s failed", info->name,
                                                        kiln_node_where(n, where, sizeof where));
         }
-        replace_uses(r, n->next, n->out, v);
+        kiln_replace_uses(r, n->next, n->out, v);
         kiln_region_remove(r, n);
         n = prev ? prev->next : r->first; /* the expansion's first node: composites inside expand too */
     }
