@@ -230,7 +230,8 @@ void kiln_var_set_name(kiln_var *v, const char *name);
  * (f's first result, d result / d param wrt[0], ...). The first result must be a floating-point
  * tensor (a non-scalar one is differentiated as if summed). Composite ops are decomposed first;
  * an op on the gradient path without a gradient rule is an error naming it. Returns NULL with
- * the error set. Differentiating through if / while / calls is not supported yet. */
+ * the error set. Calls are inlined and `if` is differentiated branch-wise; `while` loops and
+ * recursive calls on the gradient path are not supported yet (an error names them). */
 kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const char *name);
 
 /* ---- running ----------------------------------------------------------------------------- */
