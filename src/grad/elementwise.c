@@ -72,8 +72,10 @@ kiln_status kiln_grad_binary(kiln_builder *b, const kiln_node *n, kiln_var *cons
     case KILN_OP_MOD: /* x - floor(x/y) y */
         gx = dy, gy = B2(MULTIPLY, B1(NEG, dy), B2(FLOOR_DIVIDE, x, y));
         break;
-    case KILN_OP_POWER: { /* y x^(y-1); z log x, taken as 0 where x == 0 (torch) */
+    case KILN_OP_POWER: { /* y x^(y-1), 0 where y == 0 (x^0 is constant, even at x == 0: not 0 * inf);
+                           * z log x, taken as 0 where x == 0 (torch) */
         gx = B2(MULTIPLY, dy, B2(MULTIPLY, y, B2(POWER, x, B2(SUBTRACT, y, F(1.0)))));
+        gx = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){B2(EQUAL, y, F(0.0)), F(0.0), gx}, NULL);
         kiln_var *zero = B2(EQUAL, x, F(0.0));
         gy = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){zero, F(0.0), B2(MULTIPLY, dy, B2(MULTIPLY, z, B1(LOG, x)))}, NULL);
         break;

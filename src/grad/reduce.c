@@ -14,24 +14,43 @@ static kiln_var *expand_back(kiln_builder *b, const kiln_node *n, kiln_var *x, k
     return kiln_build(b, KILN_OP_BROADCAST_TO, 1, &v, "shape=%s", kiln_grad_shape(xt, sb, sizeof sb));
 }
 
+/* v reduced by `op` over node n's axes (all when unset) with the reduced axes kept (size 1). */
+static kiln_var *reduce_kept(kiln_builder *b, kiln_op op, const kiln_node *n, kiln_var *v) {
+    char axes[256];
+    const kiln_attr *ax = kiln_attr_get(n->op, n->attrs, "axes");
+    return ax->set ? kiln_build(b, op, 1, &v, "axes=%s, keepdims=true", kiln_shape_str(ax->n, ax->ints, axes, sizeof axes))
+                   : kiln_build(b, op, 1, &v, "keepdims=true");
+}
+
+/* d prod / d x_i = product of the other elements, safe with zeros (as torch): with no zero in
+ * the group it is p / x_i (p: product of the nonzero elements), at a group's only zero it is
+ * p, and everything else is 0 (two zeros or more, or x_i != 0 next to a zero). */
+static kiln_var *prod_others(kiln_builder *b, const kiln_node *n, kiln_var *x) {
+#define F(v) kiln_build_float(b, (v))
+    kiln_var *zero = kiln_build2(b, KILN_OP_EQUAL, x, F(0.0));
+    kiln_var *safe = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){zero, F(1.0), x}, NULL);
+    kiln_var *p = reduce_kept(b, KILN_OP_PROD, n, safe);
+    kiln_var *zf = kiln_build(b, KILN_OP_CAST, 1, &zero, "dtype=%s", kiln_dtype_name(x->type->dtype));
+    kiln_var *count = reduce_kept(b, KILN_OP_SUM, n, zf);
+    kiln_var *at_zero = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){kiln_build2(b, KILN_OP_EQUAL, count, F(1.0)), p, F(0.0)}, NULL);
+    kiln_var *elsewhere = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){kiln_build2(b, KILN_OP_EQUAL, count, F(0.0)),
+                                                                        kiln_build2(b, KILN_OP_DIVIDE, p, safe), F(0.0)}, NULL);
+    return kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){zero, at_zero, elsewhere}, NULL);
+#undef F
+}
+
 kiln_status kiln_grad_reduce(kiln_builder *b, const kiln_node *n, kiln_var *const *in, kiln_var *y, kiln_var *dy, kiln_var **din) {
     kiln_var *x = in[0];
     if (!kiln_type_is_tensor(x->type) || !kiln_dtype_is_float(x->type->dtype)) return KILN_OK;
     kiln_var *g = expand_back(b, n, x, dy), *yb = expand_back(b, n, x, y);
     switch (n->op) {
     case KILN_OP_SUM: break;
-    case KILN_OP_PROD: /* prod / x; exact for inputs without zeros */
-        g = kiln_build2(b, KILN_OP_MULTIPLY, g, kiln_build2(b, KILN_OP_DIVIDE, yb, x));
-        break;
+    case KILN_OP_PROD: g = kiln_build2(b, KILN_OP_MULTIPLY, g, prod_others(b, n, x)); break;
     case KILN_OP_MAX:
     case KILN_OP_MIN: {
-        char axes[256];
-        const kiln_attr *ax = kiln_attr_get(n->op, n->attrs, "axes");
         kiln_var *hit = kiln_build(b, KILN_OP_CAST, 1, (kiln_var *[]){kiln_build2(b, KILN_OP_EQUAL, x, yb)}, "dtype=%s",
                                    kiln_dtype_name(x->type->dtype));
-        kiln_var *count = ax->set ? kiln_build(b, KILN_OP_SUM, 1, &hit, "axes=%s, keepdims=true", kiln_shape_str(ax->n, ax->ints, axes, sizeof axes))
-                                  : kiln_build(b, KILN_OP_SUM, 1, &hit, NULL);
-        g = kiln_build2(b, KILN_OP_MULTIPLY, g, kiln_build2(b, KILN_OP_DIVIDE, hit, count));
+        g = kiln_build2(b, KILN_OP_MULTIPLY, g, kiln_build2(b, KILN_OP_DIVIDE, hit, reduce_kept(b, KILN_OP_SUM, n, hit)));
         break;
     }
     default: return KILN_ERR_INTERNAL;

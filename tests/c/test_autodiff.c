@@ -52,6 +52,28 @@ TEST(grad_reductions_and_layout) {
               "let %z = multiply(%y, %w) let %s = sum(%z) return %s }", 0.0);
 }
 
+TEST(grad_prod_and_power_at_zero) {
+    /* exact zeros (x times a 0/1 int mask): gradients stay finite (prod's rule was prod / x) */
+    GRADCHECK("def @f(%x: f64[3, 4], %m: i64[3, 4]) { let %z = multiply(%x, %m) let %y = prod(%z, axes=[1]) "
+              "let %s = sum(%y) return %s }", 0.5);
+    GRADCHECK("def @f(%x: f64[3, 4], %m: i64[3, 4]) { let %z = multiply(%x, %m) let %y = power(%z, 0.0) "
+              "let %s = sum(%y) return %s }", 0.5);
+    /* d prod / d x_i = product of the others: at a row's only zero, 0 beside it or with two zeros */
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(ctx, "def @f(%x: f64[3, 3]) { let %y = prod(%x, axes=[1]) let %s = sum(%y) return %s }", "t.kir");
+    kiln_function *g = m ? kiln_autodiff(kiln_module_function(m, "f"), 1, (int[]){0}, "f_grad") : NULL;
+    CHECK(g != NULL);
+    if (g) {
+        kiln_value x = tv(ctx, KILN_F64, "3,3", (double[]){0, 2, 3, 0, 0, 2, 1, 2, 3}), out;
+        CHECK_OK(ctx, kiln_function_run(g, 1, &x, &out));
+        CHECK_TENSOR(kiln_value_tuple_get(out, 1), KILN_F64, "3,3", ((double[]){6, 0, 0, 0, 0, 0, 6, 3, 2}), 0);
+        kiln_value_release(out);
+        kiln_value_release(x);
+    }
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
+
 TEST(grad_through_a_composite_result) {
     /* the differentiated value is itself a composite (decomposed away before the sweep) */
     GRADCHECK("def @f(%x: f64[5, 4], %w: f64[3, 4], %b: f64[3], %y: f64[5, 3]) { let %o = dense(%x, %w, %b) let %l = mse_loss(%o, %y) return %l }", -0.5);
