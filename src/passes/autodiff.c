@@ -267,7 +267,7 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
         kiln_var *p = g->params[wrt[i]];
         if (!(outs[1 + i] = adj.v[p->id] ? adj.v[p->id] : kiln_grad_zeros(&b, p))) goto done;
     }
-    if (kiln_region_yield(g->body, 1 + n_wrt, outs)) goto done;
+    if (kiln_region_yield(g->body, 1 + n_wrt, outs) || kiln_pass_dce(g->body)) goto done;
     g->infer_state = 0;
     if (kiln_module_infer(m)) goto done;
     result = g;
