@@ -183,7 +183,7 @@ kiln_type *kiln_type_float(kiln_module *m);
 kiln_type *kiln_type_bool(kiln_module *m);
 kiln_type *kiln_type_tuple(kiln_module *m, int n, kiln_type *const *elems);
 char *kiln_type_str(const kiln_type *t);              /* caller frees with kiln_free */
-/* Reading a type: kind 0 tensor, 1 scalar, 2 tuple; a scalar's dtype is KILN_I64 (int),
+/* Reading a type: kind 0 tensor, 1 scalar, 2 tuple, 3 list; a scalar's dtype is KILN_I64 (int),
  * KILN_F64 (float) or KILN_BOOL. */
 int kiln_type_kind_of(const kiln_type *t);
 kiln_dtype kiln_type_dtype(const kiln_type *t);
@@ -230,8 +230,9 @@ void kiln_var_set_name(kiln_var *v, const char *name);
  * (f's first result, d result / d param wrt[0], ...). The first result must be a floating-point
  * tensor (a non-scalar one is differentiated as if summed). Composite ops are decomposed first;
  * an op on the gradient path without a gradient rule is an error naming it. Returns NULL with
- * the error set. Calls are inlined and `if` is differentiated branch-wise; `while` loops and
- * recursive calls on the gradient path are not supported yet (an error names them). */
+ * the error set. Calls are inlined, `if` is differentiated branch-wise, `while` loops save
+ * their state every iteration (in a list) for a backward loop; recursive calls on the gradient
+ * path are not supported (an error names them). */
 kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const char *name);
 
 /* ---- running ----------------------------------------------------------------------------- */

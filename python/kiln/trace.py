@@ -98,6 +98,8 @@ class Trace:
             return tuple(self.wrap(self._emit("get", [var], f"index={i}")) for i in range(n))
         if kind == 1:
             return Tensor._symbolic(var, self, _SCALAR_DTYPES[lib.kiln_type_dtype(ty)], ())
+        if kind == 3:
+            raise TypeError("list values (list_new / list_push) have no Python tensor view in a trace")
         nd = lib.kiln_type_ndim(ty)
         sp = lib.kiln_type_shape(ty)
         return Tensor._symbolic(var, self, _dt.from_code(lib.kiln_type_dtype(ty)), tuple(sp[i] for i in range(nd)))

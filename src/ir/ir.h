@@ -6,7 +6,9 @@
 #include "core/core.h"
 #include "ops/ops.h"
 
-typedef enum kiln_type_kind { KILN_TYPE_TENSOR, KILN_TYPE_SCALAR, KILN_TYPE_TUPLE } kiln_type_kind;
+/* LIST: a sequence of values of one type (elems[0]) whose length is known only at run time;
+ * autodiff saves a while loop's per-iteration state in one. */
+typedef enum kiln_type_kind { KILN_TYPE_TENSOR, KILN_TYPE_SCALAR, KILN_TYPE_TUPLE, KILN_TYPE_LIST } kiln_type_kind;
 
 /* Immutable once built. Scalars use dtype KILN_I64 (int), KILN_F64 (float) or KILN_BOOL. */
 struct kiln_type {
@@ -89,6 +91,7 @@ struct kiln_module {
 const kiln_type *kiln_type_scalar(kiln_arena *a, kiln_dtype dt);
 const kiln_type *kiln_type_tensor_a(kiln_arena *a, kiln_dtype dt, int ndim, const int64_t *shape);
 const kiln_type *kiln_type_tuple_a(kiln_arena *a, int n, const kiln_type *const *elems);
+const kiln_type *kiln_type_list_a(kiln_arena *a, const kiln_type *elem);
 bool kiln_type_equal(const kiln_type *a, const kiln_type *b);
 void kiln_buf_type(kiln_buf *b, const kiln_type *t);   /* "f32[2, 3]", "int", "(f32[], int)" */
 /* Type string in a caller buffer, for messages. */

@@ -266,6 +266,14 @@ static kiln_status parse_type_at(kiln_lexer *lx, const kiln_type **out, int dept
         *out = kiln_type_tuple_a(lx->arena, n, elems);
         return *out ? KILN_OK : kiln_error(lx->ctx, KILN_ERR_OOM, "out of memory");
     }
+    if (kiln_lex_is_ident(lx, "list")) { /* list(T) */
+        const kiln_type *elem;
+        if (!kiln_lex_next(lx) || kiln_lex_expect(lx, '(', "'(' after list") || kiln_parse_type(lx, &elem) ||
+            kiln_lex_expect(lx, ')', "')' closing list(...)"))
+            return KILN_ERR_PARSE;
+        *out = kiln_type_list_a(lx->arena, elem);
+        return *out ? KILN_OK : kiln_error(lx->ctx, KILN_ERR_OOM, "out of memory");
+    }
     static const struct { const char *word; kiln_dtype dt; } scalars[] = {
         {"int", KILN_I64}, {"float", KILN_F64}};
     for (size_t k = 0; k < KILN_COUNTOF(scalars); k++)

@@ -34,6 +34,12 @@ const kiln_type *kiln_type_tuple_a(kiln_arena *a, int n, const kiln_type *const 
     return t;
 }
 
+const kiln_type *kiln_type_list_a(kiln_arena *a, const kiln_type *elem) {
+    const kiln_type *t = kiln_type_tuple_a(a, 1, &elem);
+    if (t) ((kiln_type *)t)->kind = KILN_TYPE_LIST;
+    return t;
+}
+
 bool kiln_type_equal(const kiln_type *a, const kiln_type *b) {
     if (a == b) return true;
     if (!a || !b || a->kind != b->kind) return false;
@@ -43,6 +49,7 @@ bool kiln_type_equal(const kiln_type *a, const kiln_type *b) {
         return a->dtype == b->dtype && a->ndim == b->ndim &&
                (!a->ndim || !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim));
     case KILN_TYPE_TUPLE:
+    case KILN_TYPE_LIST:
         if (a->n_elems != b->n_elems) return false;
         for (int i = 0; i < a->n_elems; i++)
             if (!kiln_type_equal(a->elems[i], b->elems[i])) return false;
@@ -64,6 +71,11 @@ void kiln_buf_type(kiln_buf *b, const kiln_type *t) {
         kiln_buf_printf(b, "%s[", kiln_dtype_name(t->dtype));
         for (int i = 0; i < t->ndim; i++) kiln_buf_printf(b, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         kiln_buf_puts(b, "]");
+        break;
+    case KILN_TYPE_LIST:
+        kiln_buf_puts(b, "list(");
+        kiln_buf_type(b, t->elems[0]);
+        kiln_buf_puts(b, ")");
         break;
     case KILN_TYPE_TUPLE:
         kiln_buf_puts(b, "(");

@@ -62,3 +62,37 @@ const struct kiln_type *kiln_shape_constant(kiln_shape_args *a) {
     const kiln_tensor *t = kiln_attr_get(a->op, a->attrs, "value")->tensor;
     return kiln_type_tensor_a(a->arena, t->dtype, t->ndim, t->shape);
 }
+
+/* list_new(x): an empty list of x's type (x gives only the type). */
+const struct kiln_type *kiln_shape_list_new(kiln_shape_args *a) {
+    const kiln_type *t = kiln_type_list_a(a->arena, a->in[0]);
+    return t ? t : kiln_op_fail(a, "out of memory");
+}
+
+static bool is_list(kiln_shape_args *a, const kiln_type *t) {
+    char tb[256];
+    if (t->kind == KILN_TYPE_LIST) return true;
+    kiln_op_fail(a, "input 0 is %s, not a list", kiln_type_cstr(t, tb, sizeof tb));
+    return false;
+}
+
+const struct kiln_type *kiln_shape_list_push(kiln_shape_args *a) {
+    char lb[256], xb[256];
+    if (!is_list(a, a->in[0])) return NULL;
+    if (!kiln_type_equal(a->in[0]->elems[0], a->in[1]))
+        return kiln_op_fail(a, "cannot push %s onto %s", kiln_type_cstr(a->in[1], xb, sizeof xb), kiln_type_cstr(a->in[0], lb, sizeof lb));
+    return a->in[0];
+}
+
+/* list_pop(l) -> (l without its last element, the last element); empty: a run-time error. */
+const struct kiln_type *kiln_shape_list_pop(kiln_shape_args *a) {
+    if (!is_list(a, a->in[0])) return NULL;
+    const kiln_type *parts[2] = {a->in[0], a->in[0]->elems[0]};
+    const kiln_type *t = kiln_type_tuple_a(a->arena, 2, parts);
+    return t ? t : kiln_op_fail(a, "out of memory");
+}
+
+const struct kiln_type *kiln_shape_list_length(kiln_shape_args *a) {
+    if (!is_list(a, a->in[0])) return NULL;
+    return kiln_type_scalar(a->arena, KILN_I64);
+}

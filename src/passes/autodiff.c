@@ -176,6 +176,155 @@ static kiln_status backward_if(ad_state *ad, kiln_builder *b, kiln_node *n, kiln
     return KILN_OK;
 }
 
+/* ---- while loops ------------------------------------------------------------------------- */
+/* Rewrites while node w (on the gradient path) so that it also carries a list of its loop
+ * variables' values at the start of every iteration: while (vars..., saved = list_new(...)) with
+ * the body pushing tuple(vars...) first. Uses of w's result are rewired; returns the new node. */
+static kiln_node *save_iterations(ad_state *ad, kiln_node *w) {
+    kiln_function *g = ad->g;
+    kiln_context *ctx = g->module->ctx;
+    kiln_region *r = w->parent;
+    int k = w->n_loop;
+    kiln_builder b = {r, w, w->line, w->col};
+    kiln_var *init[257];
+    if (k > 256) return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: while with more than 256 loop variables"), NULL;
+    for (int i = 0; i < k; i++) init[i] = w->in[i];
+    kiln_var *example = kiln_build(&b, KILN_OP_TUPLE, k, init, NULL);
+    if (!example || !(init[k] = kiln_build(&b, KILN_OP_LIST_NEW, 1, &example, NULL))) return NULL;
+    int yielded = r->n_results; /* r may be a loop body that already yields: open it briefly */
+    r->n_results = -1;
+    kiln_node *w2 = kiln_emit_while(r, k + 1, init, NULL);
+    r->n_results = yielded;
+    if (!w2) return NULL;
+    kiln_region_remove(r, w2); /* kiln_emit_while appends: put it where w is */
+    kiln_region_insert_before(r, w, w2);
+    w2->line = w->line, w2->col = w->col;
+    kiln_cloner c = {g, calloc((size_t)g->n_vars, sizeof(kiln_var *)), g->n_vars};
+    if (!c.map) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory"), NULL;
+    for (int i = 0; i < k; i++) c.map[w->loop[i]->id] = w2->loop[i];
+    kiln_builder bb = {w2->regions[1], NULL, w->line, w->col};
+    kiln_var *state = kiln_build(&bb, KILN_OP_TUPLE, k, w2->loop, NULL);
+    kiln_var *pushed = state ? kiln_build2(&bb, KILN_OP_LIST_PUSH, w2->loop[k], state) : NULL;
+    kiln_status s = pushed ? kiln_clone_region_into(&c, w->regions[0], w2->regions[0], NULL, true) : KILN_ERR_OOM;
+    if (!s) s = kiln_clone_region_into(&c, w->regions[1], w2->regions[1], NULL, false);
+    kiln_var *next[257];
+    for (int i = 0; i < k && !s; i++) next[i] = kiln_clone_var(&c, w->regions[1]->results[i]);
+    free(c.map);
+    next[k] = pushed;
+    if (s || kiln_region_yield(w2->regions[1], k + 1, next) || !kiln_node_result(w2)) return NULL;
+    /* the old result: the first k loop values of the new loop */
+    b.before = w;
+    kiln_var *parts[256], *res = w2->out, *old;
+    for (int i = 0; i < k; i++)
+        if (!(parts[i] = kiln_build(&b, KILN_OP_GET, 1, &res, "index=%d", i))) return NULL;
+    old = k == 1 ? parts[0] : kiln_build(&b, KILN_OP_TUPLE, k, parts, NULL);
+    if (!old) return NULL;
+    kiln_replace_uses(r, w->next, w->out, old);
+    kiln_region_remove(r, w);
+    return w2;
+}
+
+/* Rewrites every while loop of r (inner ones first) that reads a needed value. */
+static kiln_status save_all_iterations(ad_state *ad, kiln_region *r) {
+    kiln_context *ctx = ad->g->module->ctx;
+    for (kiln_node *n = r->first; n; n = n->next) {
+        for (int k = 0; k < n->n_regions; k++)
+            if (save_all_iterations(ad, n->regions[k])) return kiln_error_status(ctx);
+        if (n->op == KILN_OP_WHILE && reads_needed(ad, n) && !(n = save_iterations(ad, n))) return kiln_error_status(ctx);
+    }
+    return KILN_OK;
+}
+
+/* The backward of a state-saving while w (see save_iterations) given its adjoint dy: a loop
+ * that pops the saved states last first, recomputes one iteration of the body from each and
+ * sweeps it, carrying the adjoints of the float loop variables and of the outer values read. */
+static kiln_status backward_while(ad_state *ad, kiln_builder *b, kiln_node *w, kiln_var *dy, adj_map *adj) {
+    kiln_function *g = ad->g;
+    kiln_context *ctx = g->module->ctx;
+    int k = w->n_loop - 1; /* the last loop variable is the saved-state list */
+    int fl[256], nf = 0;
+    for (int i = 0; i < k; i++)
+        if (float_valued(w->loop[i]->type) && w->loop[i]->type->kind == KILN_TYPE_TENSOR) fl[nf++] = i;
+    kiln_var *outer[256];
+    int n_outer = 0;
+    for (int r = 0; r < 2; r++) outer_reads(ad, w->regions[r], w, outer, &n_outer, 256);
+    kiln_var *init[513];
+    int m = 0;
+    for (int j = 0; j < nf; j++)
+        if (!(init[m++] = kiln_build(b, KILN_OP_GET, 1, &dy, "index=%d", fl[j]))) return kiln_error_status(ctx);
+    kiln_var *wres = w->out;
+    if (!(init[m++] = kiln_build(b, KILN_OP_GET, 1, &wres, "index=%d", k))) return kiln_error_status(ctx);
+    for (int j = 0; j < n_outer; j++)
+        if (!(init[m++] = kiln_grad_zeros(b, outer[j]))) return kiln_error_status(ctx);
+    kiln_node *bw = kiln_emit_while(b->region, m, init, NULL);
+    if (!bw) return kiln_error_status(ctx);
+    kiln_var **lv = bw->loop, *saved = lv[nf];
+    /* cond: anything left to pop */
+    kiln_builder cb = {bw->regions[0], NULL, w->line, w->col};
+    kiln_var *len = kiln_build1(&cb, KILN_OP_LIST_LENGTH, saved);
+    kiln_var *more = len ? kiln_build2(&cb, KILN_OP_GREATER, len, kiln_build_int(&cb, 0)) : NULL;
+    if (!more || kiln_region_yield(bw->regions[0], 1, &more)) return kiln_error_status(ctx);
+    /* body: pop a state, recompute the iteration from it, sweep it */
+    kiln_region *body = bw->regions[1];
+    kiln_builder lb = {body, NULL, w->line, w->col};
+    kiln_var *popped = kiln_build1(&lb, KILN_OP_LIST_POP, saved);
+    kiln_var *rest = popped ? kiln_build(&lb, KILN_OP_GET, 1, &popped, "index=0") : NULL;
+    kiln_var *st = popped ? kiln_build(&lb, KILN_OP_GET, 1, &popped, "index=1") : NULL;
+    if (!rest || !st) return kiln_error_status(ctx);
+    kiln_cloner c = {g, calloc((size_t)g->n_vars, sizeof(kiln_var *)), g->n_vars};
+    if (!c.map) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
+    kiln_var *state[256];
+    kiln_status s = KILN_OK;
+    for (int i = 0; i < k && !s; i++) {
+        state[i] = kiln_build(&lb, KILN_OP_GET, 1, &st, "index=%d", i);
+        if (!state[i]) s = kiln_error_status(ctx);
+        else c.map[w->loop[i]->id] = state[i];
+    }
+    /* the forward body without its list push: the nodes after the push, cloned */
+    kiln_region *fb = w->regions[1];
+    kiln_node *first_real = fb->first->next->next; /* tuple(state), list_push */
+    kiln_region view = *fb;
+    view.first = first_real;
+    if (!s) s = kiln_clone_region_into(&c, &view, body, NULL, false);
+    kiln_var *res[256];
+    for (int i = 0; i < k && !s; i++) res[i] = kiln_clone_var(&c, fb->results[i]);
+    free(c.map);
+    if (s || ad_grow(ad, NULL)) return kiln_error_status(ctx);
+    for (int j = 0; j < nf; j++) ad->needs[state[fl[j]]->id] = true;
+    mark_needs(ad, body);
+    adj_map local = {NULL, 0};
+    kiln_node *last = body->last;
+    s = ad_grow(ad, &local);
+    for (int j = 0; j < nf && !s; j++) s = accumulate(&lb, &local, res[fl[j]], lv[j]);
+    if (!s) s = sweep(ad, body, last, &local);
+    if (!s) s = ad_grow(ad, &local);
+    kiln_var *next[513];
+    int q = 0;
+    for (int j = 0; j < nf && !s; j++) {
+        kiln_var *a = local.v[state[fl[j]]->id];
+        if (!(next[q++] = a ? a : kiln_grad_zeros(&lb, state[fl[j]]))) s = kiln_error_status(ctx);
+    }
+    next[q++] = rest;
+    for (int j = 0; j < n_outer && !s; j++) {
+        kiln_var *a = local.v[outer[j]->id], *acc = lv[nf + 1 + j];
+        if (!(next[q++] = a ? kiln_build2(&lb, KILN_OP_ADD, acc, a) : acc)) s = kiln_error_status(ctx);
+    }
+    free(local.v);
+    if (s || kiln_region_yield(body, q, next)) return kiln_error_status(ctx);
+    kiln_var *out = kiln_node_result(bw);
+    if (!out || ad_grow(ad, adj)) return kiln_error_status(ctx);
+    /* adjoints of the initial values and of the outer values */
+    for (int j = 0; j < nf; j++) {
+        kiln_var *a = m == 1 ? out : kiln_build(b, KILN_OP_GET, 1, &out, "index=%d", j);
+        if (!a || ad_grow(ad, adj) || (needed(ad, w->in[fl[j]]) && accumulate(b, adj, w->in[fl[j]], a))) return kiln_error_status(ctx);
+    }
+    for (int j = 0; j < n_outer; j++) {
+        kiln_var *a = kiln_build(b, KILN_OP_GET, 1, &out, "index=%d", nf + 1 + j);
+        if (!a || ad_grow(ad, adj) || accumulate(b, adj, outer[j], a)) return kiln_error_status(ctx);
+    }
+    return KILN_OK;
+}
+
 /* Walks r's bindings from `last` back to the first, turning adjoints of results into adjoints
  * of inputs; backward ops go to the end of r. */
 static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map *adj) {
@@ -188,14 +337,11 @@ static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map 
         const kiln_op_info *info = kiln_op_info_get(n->op);
         char where[256];
         b.line = n->line, b.col = n->col;
-        if (n->op == KILN_OP_IF) {
-            if (backward_if(ad, &b, n, dy, adj)) return kiln_error_status(ctx);
+        if (n->op == KILN_OP_IF || n->op == KILN_OP_WHILE) {
+            if ((n->op == KILN_OP_IF ? backward_if : backward_while)(ad, &b, n, dy, adj)) return kiln_error_status(ctx);
             continue;
         }
         if (!info->grad) {
-            if (n->op == KILN_OP_WHILE)
-                return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: op 'while' at %s: differentiating through while loops is not supported yet",
-                                  kiln_node_where(n, where, sizeof where));
             if (n->op == KILN_OP_CALL)
                 return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: call of @%s at %s: differentiating through recursive calls is not supported",
                                   n->callee->name, kiln_node_where(n, where, sizeof where));
@@ -258,6 +404,9 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
     if (ad_grow(&ad, &adj)) goto done;
     for (int i = 0; i < n_wrt; i++) ad.needs[g->params[wrt[i]]->id] = true;
     mark_needs(&ad, g->body);
+    if (save_all_iterations(&ad, g->body) || ad_grow(&ad, &adj)) goto done;
+    mark_needs(&ad, g->body);
+    last_forward = g->body->last;
     kiln_builder b = {g->body, NULL, 0, 0};
     if (!(adj.v[loss->id] = kiln_build(&b, KILN_OP_ONES_LIKE, 1, &loss, NULL))) goto done;
     if (sweep(&ad, g->body, last_forward, &adj) || ad_grow(&ad, &adj)) goto done;

@@ -107,6 +107,11 @@ static bool value_matches(kiln_value v, const kiln_type *t) {
     case KILN_TYPE_TENSOR:
         return v.kind == KILN_VALUE_TENSOR && v.tensor->dtype == t->dtype && v.tensor->ndim == t->ndim &&
                (!t->ndim || !memcmp(v.tensor->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim));
+    case KILN_TYPE_LIST: /* held as a tuple of any length */
+        if (v.kind != KILN_VALUE_TUPLE) return false;
+        for (int i = 0; i < v.tuple->n; i++)
+            if (!value_matches(v.tuple->items[i], t->elems[0])) return false;
+        return true;
     case KILN_TYPE_TUPLE:
         if (v.kind != KILN_VALUE_TUPLE || v.tuple->n != t->n_elems) return false;
         for (int i = 0; i < t->n_elems; i++)
@@ -290,6 +295,32 @@ done:
     return s;
 }
 
+/* list_push copies the items and appends; list_pop returns (the list without its last item,
+ * that item). Values are immutable, so lists share their items. */
+__attribute__((noinline)) static kiln_status run_list(frame *fr, kiln_node *n, kiln_value *out) {
+    kiln_value l = lookup(fr, n->in[0]);
+    int len = l.tuple->n;
+    char where[256];
+    if (n->op == KILN_OP_LIST_POP && len == 0)
+        return kiln_error(fr->ctx, KILN_ERR_VALUE, "op 'list_pop' at %s: the list is empty", kiln_node_where(n, where, sizeof where));
+    int keep = n->op == KILN_OP_LIST_PUSH ? len : len - 1;
+    kiln_value *items = malloc(sizeof *items * (size_t)(keep + 1));
+    if (!items) return kiln_error(fr->ctx, KILN_ERR_OOM, "out of memory");
+    for (int i = 0; i < keep; i++) items[i] = l.tuple->items[i];
+    if (n->op == KILN_OP_LIST_PUSH) items[keep++] = lookup(fr, n->in[1]);
+    kiln_value list = kiln_value_tuple(fr->ctx, keep, items);
+    free(items);
+    if (list.kind == KILN_VALUE_NONE) return KILN_ERR_OOM;
+    if (n->op == KILN_OP_LIST_PUSH) {
+        *out = list;
+        return KILN_OK;
+    }
+    kiln_value pair[2] = {list, l.tuple->items[len - 1]};
+    *out = kiln_value_tuple(fr->ctx, 2, pair);
+    kiln_value_release(list);
+    return out->kind == KILN_VALUE_NONE ? KILN_ERR_OOM : KILN_OK;
+}
+
 static kiln_status run_node(frame *fr, kiln_node *n, kiln_value *out) {
     const kiln_op_info *info = kiln_op_info_get(n->op);
     switch (n->op) {
@@ -299,6 +330,14 @@ static kiln_status run_node(frame *fr, kiln_node *n, kiln_value *out) {
         return KILN_OK;
     case KILN_OP_CONSTANT:
         *out = kiln_value_tensor(kiln_tensor_retain(n->attrs[0].tensor));
+        return KILN_OK;
+    case KILN_OP_LIST_NEW:
+        *out = kiln_value_tuple(fr->ctx, 0, NULL);
+        return out->kind == KILN_VALUE_NONE ? KILN_ERR_OOM : KILN_OK;
+    case KILN_OP_LIST_PUSH:
+    case KILN_OP_LIST_POP: return run_list(fr, n, out);
+    case KILN_OP_LIST_LENGTH:
+        *out = kiln_value_int(lookup(fr, n->in[0]).tuple->n);
         return KILN_OK;
     case KILN_OP_IF: return run_if(fr, n, out);
     case KILN_OP_WHILE: return run_while(fr, n, out);
