@@ -151,16 +151,22 @@ const struct kiln_type *kiln_shape_expand_dims(kiln_shape_args *a) {
     return kiln_layout_result(a, x->dtype, n, out);
 }
 
+/* The op's "axes" attribute over x as a mask; false (error set) if one is out of range or repeated. */
+static bool axes_mask(kiln_shape_args *a, const kiln_type *x, bool *mask) {
+    char tb[256];
+    const kiln_attr *axes = kiln_attr_get(a->op, a->attrs, "axes");
+    int r = kiln_norm_axes(axes, x->ndim, mask);
+    if (r >= 0) return true;
+    kiln_op_fail(a, "axis %lld out of range or repeated for %s", (long long)axes->ints[-1 - r], kiln_type_cstr(x, tb, sizeof tb));
+    return false;
+}
+
 const struct kiln_type *kiln_shape_squeeze(kiln_shape_args *a) {
     char tb[256];
     const kiln_type *x = kiln_layout_input(a, 0);
-    if (!x) return NULL;
-    const kiln_attr *axes = kiln_attr_get(a->op, a->attrs, "axes");
     bool mask[KILN_MAX_DIMS];
-    int r = kiln_norm_axes(axes, x->ndim, mask);
-    if (r < 0)
-        return kiln_op_fail(a, "axis %lld out of range or repeated for %s", (long long)axes->ints[-1 - r],
-                            kiln_type_cstr(x, tb, sizeof tb));
+    if (!x || !axes_mask(a, x, mask)) return NULL;
+    const kiln_attr *axes = kiln_attr_get(a->op, a->attrs, "axes");
     int64_t out[KILN_MAX_DIMS];
     int n = 0;
     for (int i = 0; i < x->ndim; i++) {
@@ -521,15 +527,9 @@ kiln_status kiln_ref_repeat(kiln_kernel_args *a) {
 }
 
 const struct kiln_type *kiln_shape_reverse(kiln_shape_args *a) {
-    char tb[256];
     const kiln_type *x = kiln_layout_input(a, 0);
-    if (!x) return NULL;
-    const kiln_attr *axes = kiln_attr_get(a->op, a->attrs, "axes");
     bool mask[KILN_MAX_DIMS];
-    int r = kiln_norm_axes(axes, x->ndim, mask);
-    if (r < 0)
-        return kiln_op_fail(a, "axis %lld out of range or repeated for %s", (long long)axes->ints[-1 - r],
-                            kiln_type_cstr(x, tb, sizeof tb));
+    if (!x || !axes_mask(a, x, mask)) return NULL;
     return kiln_layout_result(a, x->dtype, x->ndim, x->shape);
 }
 
