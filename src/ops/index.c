@@ -41,11 +41,28 @@ static int64_t resolve_index(int64_t v, int64_t n, int mode) {
 }
 
 static kiln_status index_range_fail(kiln_kernel_args *a, int64_t v, int axis, int64_t n) {
+    if (n == 0) return kiln_kernel_fail(a, KILN_ERR_VALUE, "cannot take index %lld from an empty axis", (long long)v);
     if (axis < 0)
         return kiln_kernel_fail(a, KILN_ERR_VALUE, "index %lld is out of range for the flattened input of size %lld",
                                 (long long)v, (long long)n);
     return kiln_kernel_fail(a, KILN_ERR_VALUE, "index %lld is out of range for axis %d of size %lld", (long long)v, axis,
                             (long long)n);
+}
+
+/* t's indices resolved into an axis of size n (see resolve_index) as a malloc'd array the caller
+ * frees; NULL with the error set when one is out of range, or on OOM. */
+static int64_t *resolved_indices(kiln_kernel_args *a, const kiln_tensor *t, int64_t n, int mode, int axis) {
+    int64_t *p = index_copy(a, t);
+    for (int64_t i = 0; p && i < t->numel; i++) {
+        int64_t r = resolve_index(p[i], n, mode);
+        if (r < 0) {
+            index_range_fail(a, p[i], axis, n);
+            free(p);
+            return NULL;
+        }
+        p[i] = r;
+    }
+    return p;
 }
 
 static int64_t prod(const int64_t *shape, int from, int to) {
@@ -110,19 +127,8 @@ kiln_status kiln_ref_take(kiln_kernel_args *a) {
     /* x viewed as [outer, n, inner]; the result as [outer, m, inner] (m indices). */
     int64_t outer = ax < 0 ? 1 : prod(x->shape, 0, ax), n = ax < 0 ? x->numel : x->shape[ax];
     int64_t inner = ax < 0 ? 1 : prod(x->shape, ax + 1, x->ndim), m = ind->numel;
-    int64_t *pos = index_copy(a, ind);
-    if (!pos) return KILN_ERR_OOM;
-    for (int64_t j = 0; j < m; j++) {
-        int64_t r = resolve_index(pos[j], n, mode);
-        if (r < 0) {
-            kiln_status s = n == 0 ? kiln_kernel_fail(a, KILN_ERR_VALUE, "cannot take index %lld from an empty axis",
-                                                      (long long)pos[j])
-                                   : index_range_fail(a, pos[j], ax, n);
-            free(pos);
-            return s;
-        }
-        pos[j] = r;
-    }
+    int64_t *pos = resolved_indices(a, ind, n, mode, ax);
+    if (!pos) return kiln_error_status(a->ctx);
     size_t blk = (size_t)inner * kiln_dtype_size(x->dtype);
     char *dst = a->out[0]->data;
     const char *src = x->data;
@@ -169,15 +175,10 @@ kiln_status kiln_ref_gather(kiln_kernel_args *a) {
     size_t es = kiln_dtype_size(x->dtype);
     int64_t xs[KILN_MAX_DIMS];
     contiguous_strides(x->ndim, x->shape, xs);
-    int64_t *idx = index_copy(a, ind);
-    if (!idx) return KILN_ERR_OOM;
+    int64_t *idx = resolved_indices(a, ind, x->shape[ax], MODE_RAISE, ax);
+    if (!idx) return kiln_error_status(a->ctx);
     for (int64_t i = 0; i < ind->numel; i++) {
-        int64_t r = resolve_index(idx[i], x->shape[ax], MODE_RAISE);
-        if (r < 0) {
-            kiln_status s = index_range_fail(a, idx[i], ax, x->shape[ax]);
-            free(idx);
-            return s;
-        }
+        int64_t r = idx[i];
         int64_t off = offset_of(ind->ndim, ind->shape, xs, i, ax) + r * xs[ax];
         memcpy((char *)a->out[0]->data + (size_t)i * es, (const char *)x->data + (size_t)off * es, es);
     }
@@ -236,15 +237,10 @@ kiln_status kiln_ref_scatter(kiln_kernel_args *a) {
     contiguous_strides(x->ndim, x->shape, xs);
     contiguous_strides(src->ndim, src->shape, ss);
     memcpy(y, x->data, (size_t)x->numel * es);
-    int64_t *idx = index_copy(a, ind);
-    if (!idx) return KILN_ERR_OOM;
+    int64_t *idx = resolved_indices(a, ind, x->shape[ax], MODE_RAISE, ax);
+    if (!idx) return kiln_error_status(a->ctx);
     for (int64_t i = 0; i < ind->numel; i++) {
-        int64_t r = resolve_index(idx[i], x->shape[ax], MODE_RAISE);
-        if (r < 0) {
-            kiln_status s = index_range_fail(a, idx[i], ax, x->shape[ax]);
-            free(idx);
-            return s;
-        }
+        int64_t r = idx[i];
         char *d = y + (size_t)(offset_of(ind->ndim, ind->shape, xs, i, ax) + r * xs[ax]) * es;
         const char *s = (const char *)src->data + (size_t)offset_of(ind->ndim, ind->shape, ss, i, -1) * es;
         if (add) add_fn(d, s);
