@@ -1,6 +1,7 @@
 /* helpers.c — tensor construction and comparison helpers for the C tests. */
 #include "test.h"
 #include <stdlib.h>
+#include <unistd.h>
 
 static int parse_shape(const char *s, int64_t *shape) {
     int n = 0;
@@ -128,4 +129,13 @@ done:
     release_all(f->n_params, in);
     kiln_module_free(m);
     kiln_context_free(ctx);
+}
+
+bool test_write_temp(char *path, const void *bytes, size_t n) {
+    strcpy(path, "/tmp/kiln_test_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) return false;
+    bool ok = n == 0 || write(fd, bytes, n) == (ssize_t)n;
+    close(fd);
+    return ok;
 }

@@ -69,6 +69,8 @@ void check_tensor(const char *file, int line, kiln_value v, kiln_dtype dt, const
  * on inputs drawn from [lo, lo + 1) (integer parameters get 0 or 1). */
 #define GRADCHECK(text, lo) gradcheck(__FILE__, __LINE__, (text), (lo))
 void gradcheck(const char *file, int line, const char *text, double lo);
+/* Writes n bytes to a fresh temp file whose path goes into path (at least 32 bytes). */
+bool test_write_temp(char *path, const void *bytes, size_t n);
 /* Releases an array of values. */
 void release_all(int n, kiln_value *v);
 

@@ -4,16 +4,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* Writes n bytes to a fresh temp file; its path goes into path (at least 32 bytes). */
-static bool write_temp(char *path, const void *bytes, size_t n) {
-    strcpy(path, "/tmp/kiln_npy_XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0) return false;
-    bool ok = n == 0 || write(fd, bytes, n) == (ssize_t)n;
-    close(fd);
-    return ok;
-}
-
 /* A .npy image: preamble of format `major`, header text as given (no padding added), data. */
 static size_t craft(unsigned char *out, int major, const char *header, const void *data, size_t ndata) {
     size_t hl = strlen(header), pre = major == 1 ? 10 : 12;
@@ -30,7 +20,7 @@ static size_t craft(unsigned char *out, int major, const char *header, const voi
 static void check_bad(const char *file, int line, const void *bytes, size_t n, kiln_status st, const char *sub) {
     kiln_context *ctx = kiln_context_new();
     char path[64];
-    if (!write_temp(path, bytes, n)) {
+    if (!test_write_temp(path, bytes, n)) {
         test_fail(file, line, "cannot write temp file");
     } else {
         kiln_tensor *t = kiln_npy_load(ctx, path);
@@ -57,7 +47,7 @@ static void check_bad(const char *file, int line, const void *bytes, size_t n, k
 /* Saves t, loads it back, and checks dtype, shape and bytes are the same. */
 static void roundtrip(const char *file, int line, kiln_context *ctx, kiln_tensor *t) {
     char path[64];
-    if (!t || !write_temp(path, NULL, 0)) return test_fail(file, line, "setup failed");
+    if (!t || !test_write_temp(path, NULL, 0)) return test_fail(file, line, "setup failed");
     if (kiln_npy_save(ctx, path, t) != KILN_OK) {
         test_fail(file, line, "save: %s", kiln_error_message(ctx));
     } else {
@@ -93,7 +83,7 @@ TEST(npy_roundtrip_every_dtype) {
 TEST(npy_header_matches_numpy) {
     kiln_context *ctx = kiln_context_new();
     char path[64];
-    CHECK(write_temp(path, NULL, 0));
+    CHECK(test_write_temp(path, NULL, 0));
     kiln_tensor *t = tt(ctx, KILN_F32, "2,3", (double[]){0, 1, 2, 3, 4, 5});
     CHECK_OK(ctx, kiln_npy_save(ctx, path, t));
     unsigned char buf[256];
@@ -126,7 +116,7 @@ TEST(npy_loads_numpy_variants) {
     const float data[] = {1.5f, -2, 3};
     /* format 2.0 (4-byte header length), double quotes, no trailing comma, odd spacing */
     size_t n = craft(img, 2, "{\"shape\":(3,),\"fortran_order\":False,\"descr\":\"<f4\"}\n", data, sizeof data);
-    CHECK(write_temp(path, img, n));
+    CHECK(test_write_temp(path, img, n));
     kiln_tensor *t = kiln_npy_load(ctx, path);
     CHECK_TENSOR(kiln_value_tensor(t), KILN_F32, "3", ((double[]){1.5, -2, 3}), 0);
     kiln_tensor_release(t);
@@ -134,7 +124,7 @@ TEST(npy_loads_numpy_variants) {
     /* Python 2 long dims "2L", '=' byte order, bools with bytes other than 0 and 1 */
     const unsigned char b[] = {0, 2, 1, 255};
     n = craft(img, 1, "{'descr': '=b1', 'fortran_order': False, 'shape': (2L, 2L), }  \n", b, sizeof b);
-    CHECK(write_temp(path, img, n));
+    CHECK(test_write_temp(path, img, n));
     t = kiln_npy_load(ctx, path);
     CHECK_TENSOR(kiln_value_tensor(t), KILN_BOOL, "2,2", ((double[]){0, 1, 1, 1}), 0);
     CHECK(t && ((unsigned char *)t->data)[1] == 1);
@@ -202,7 +192,7 @@ TEST(npy_unsupported_content) {
     unsigned char img[256];
     char path[64];
     size_t n = craft(img, 1, "{'descr': '>i1', 'fortran_order': False, 'shape': (2,)}", "\xff\x05", 2);
-    CHECK(write_temp(path, img, n));
+    CHECK(test_write_temp(path, img, n));
     kiln_tensor *t = kiln_npy_load(ctx, path);
     CHECK_TENSOR(kiln_value_tensor(t), KILN_I8, "2", ((double[]){-1, 5}), 0);
     kiln_tensor_release(t);

@@ -4,16 +4,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* Writes n bytes to a fresh temp file; its path goes into path (at least 32 bytes). */
-static bool write_temp(char *path, const void *bytes, size_t n) {
-    strcpy(path, "/tmp/kiln_st_XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0) return false;
-    bool ok = n == 0 || write(fd, bytes, n) == (ssize_t)n;
-    close(fd);
-    return ok;
-}
-
 /* A file image: 8-byte little-endian length of `header` (as given, no padding), header, data. */
 static size_t craft(unsigned char *out, const char *header, const void *data, size_t ndata) {
     size_t hl = strlen(header);
@@ -33,7 +23,7 @@ static void free_loaded(int n, char **names, kiln_tensor **ts) {
 static void check_bad(const char *file, int line, const void *bytes, size_t n, kiln_status st, const char *sub) {
     kiln_context *ctx = kiln_context_new();
     char path[64];
-    if (!write_temp(path, bytes, n)) {
+    if (!test_write_temp(path, bytes, n)) {
         test_fail(file, line, "cannot write temp file");
     } else {
         int cnt = -1;
@@ -88,7 +78,7 @@ TEST(safetensors_roundtrip_every_dtype) {
     names[n] = "big";
     ts[n++] = tt(ctx, KILN_BF16, "1,1,1,1,1,1,1,2", (double[]){1.5, -3});
     char path[64];
-    CHECK(write_temp(path, NULL, 0));
+    CHECK(test_write_temp(path, NULL, 0));
     CHECK_OK(ctx, kiln_safetensors_save(ctx, path, n, names, ts));
     int cnt = 0;
     char **ln = NULL;
@@ -109,7 +99,7 @@ TEST(safetensors_exact_header_and_empty_file) {
     kiln_context *ctx = kiln_context_new();
     kiln_tensor *t = tt(ctx, KILN_F32, "2", (double[]){1, 2});
     char path[64];
-    CHECK(write_temp(path, NULL, 0));
+    CHECK(test_write_temp(path, NULL, 0));
     CHECK_OK(ctx, kiln_safetensors_save(ctx, path, 1, (const char *[]){"w"}, &t));
     const char *want = "{\"__metadata__\":{\"format\":\"pt\"},\"w\":{\"dtype\":\"F32\",\"shape\":[2],"
                        "\"data_offsets\":[0,8]}}";
@@ -148,7 +138,7 @@ TEST(safetensors_load_handwritten) {
     unsigned char img[512], data[5] = {7, 0, 0, 0, 9};
     size_t n = craft(img, header, data, sizeof data);
     char path[64];
-    CHECK(write_temp(path, img, n));
+    CHECK(test_write_temp(path, img, n));
     kiln_context *ctx = kiln_context_new();
     int cnt = 0;
     char **ln = NULL;
@@ -174,7 +164,7 @@ TEST(safetensors_save_errors) {
     kiln_tensor *t = tt(ctx, KILN_F32, "1", (double[]){1});
     kiln_tensor *ts[2] = {t, t};
     char path[64];
-    CHECK(write_temp(path, NULL, 0));
+    CHECK(test_write_temp(path, NULL, 0));
     CHECK_ERR(ctx, kiln_safetensors_save(ctx, path, 2, (const char *[]){"x", "x"}, ts), KILN_ERR_VALUE,
               "duplicate tensor name 'x'");
     CHECK_ERR(ctx, kiln_safetensors_save(ctx, path, 1, (const char *[]){"__metadata__"}, ts), KILN_ERR_VALUE,
