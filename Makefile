@@ -10,7 +10,7 @@ CPPFLAGS := -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L
 ALL_CFLAGS = -std=c11 -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := -lm -ldl -lpthread
 
-LIB_SRC   := $(sort $(wildcard src/core/*.c src/ir/*.c src/ops/*.c src/grad/*.c src/passes/*.c src/runtime/*.c))
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/ir/*.c src/ops/*.c src/grad/*.c src/passes/*.c src/runtime/*.c src/compiler/*.c src/dialects/*.c src/codegen/*.c))
 CLI_SRC   := $(wildcard src/cli/*.c)
 TEST_SRC  := $(sort $(wildcard tests/c/*.c))
 EX_SRC    := $(wildcard examples/c/*.c)

@@ -243,6 +243,61 @@ kiln_status kiln_function_run(kiln_function *f, int n_in, const kiln_value *in, 
 kiln_status kiln_op_run(kiln_context *ctx, const char *op, int n_in, const kiln_value *in,
                         const char *attrs, kiln_value *out);
 
+/* ---- compiling: passes, dialects, fused kernels, memory plan, VM (docs/performance.md) ---- */
+typedef struct kiln_program kiln_program;
+typedef struct kiln_compile_options {
+    int opt_level;          /* 0: dispatch + plan only; 1: + simplify, fold, CSE; 2 (default): + fusion */
+    const char *dialects;   /* allowed dialects in priority order, "blas,dnnl,c"; NULL: all available */
+    const char *cache_dir;  /* generated-kernel cache; NULL: $KILN_CACHE_DIR or ~/.cache/kiln */
+    int debug;              /* -1: from $KILN_DEBUG; 1 prints the IR after every pass, 2 also kernels */
+    /* Output leaf j written into input leaf i's buffer (in place): pairs {j, i}. Leaves number
+     * the tensors/scalars of the (nested) tuple of inputs or results in order. */
+    int n_donate;
+    const int (*donate)[2];
+} kiln_compile_options;
+/* Defaults: opt_level 2, every dialect, debug from the environment, no donation. */
+kiln_compile_options kiln_compile_defaults(void);
+/* Compiles f (its module is copied; f is untouched) into a program the VM runs. NULL options:
+ * defaults. On error *out is NULL and the message names the pass, op and place. The program
+ * owns what it holds; free it with kiln_program_free. */
+kiln_status kiln_compile(kiln_function *f, const kiln_compile_options *opt, kiln_program **out);
+void kiln_program_free(kiln_program *p);
+/* Runs one step; the same contract as kiln_function_run (inputs borrowed, *out a new reference).
+ * Allocates nothing after the first run except results handed back (from the memory pool). */
+kiln_status kiln_program_run(kiln_program *p, int n_in, const kiln_value *in, kiln_value *out);
+/* The optimised IR, the instruction list with each buffer's offset, and the arena size;
+ * malloc'd text, free with kiln_free. */
+char *kiln_program_print(const kiln_program *p);
+
+/* Analysis of a compiled program without running it. */
+typedef struct kiln_analysis {
+    int64_t n_inputs, input_elements, input_bytes; /* tensors the step takes (parameters, state, batch) */
+    double flops;                /* floating-point operations of one run (loops counted once) */
+    int64_t arena_bytes;         /* the VM's activation arena == peak */
+    int n_instructions, n_kernels; /* VM instructions; of them generated kernels */
+    int n_steps;                 /* entries of the per-instruction trace below */
+    const int64_t *live_bytes;   /* bytes of arena buffers live at each instruction */
+    const int64_t *high_water;   /* highest arena byte in use at each instruction */
+} kiln_analysis;
+/* Fills *a; its arrays belong to p. */
+kiln_status kiln_program_analyze(const kiln_program *p, kiln_analysis *a);
+
+/* ---- memory pools for tensors outside the plan (results, eager values, the interpreter) --- */
+typedef enum kiln_pool_kind { KILN_POOL_NONE, KILN_POOL_PAGE } kiln_pool_kind;
+typedef struct kiln_memory_stats {
+    kiln_pool_kind pool;
+    int64_t bytes_in_use;   /* requested bytes of live tensors */
+    int64_t peak_bytes;     /* highest bytes_in_use since the last reset */
+    int64_t bytes_reserved; /* held from the system (in use + cached free blocks) */
+    int64_t n_allocs, n_frees, n_reused; /* calls; n_reused: served from the pool's free blocks */
+} kiln_memory_stats;
+/* Process-wide. Switching keeps live tensors valid (each returns to the pool it came from). */
+void kiln_memory_set_pool(kiln_pool_kind kind);
+void kiln_memory_get_stats(kiln_memory_stats *s);
+void kiln_memory_reset_peak(void);
+/* Returns the page pool's cached free blocks to the system. */
+void kiln_memory_trim(void);
+
 /* ---- the op table ------------------------------------------------------------------------ */
 int kiln_op_count(void);
 const char *kiln_op_name(int op);

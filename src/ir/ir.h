@@ -63,6 +63,7 @@ struct kiln_node {
     kiln_function *expansion; /* composite: its decomposition, built on first use */
     int n_dead;               /* interpreter: variables whose last use is this node */
     kiln_var **dead;
+    const struct kiln_dialect_impl *impl; /* dispatch: the library kernel chosen; NULL = C */
 };
 
 struct kiln_function {
@@ -76,6 +77,7 @@ struct kiln_function {
     int n_vars;                    /* ids handed out */
     int infer_state;               /* 0 not started, 1 in progress, 2 done */
     bool liveness_ready;           /* nodes' dead lists are up to date */
+    bool kernel;                   /* a fused group (printed `kernel @name`): one generated kernel */
 };
 
 struct kiln_module {

@@ -481,7 +481,9 @@ static kiln_status parse_header(parser *p, kiln_function *f, bool pass2) {
 static kiln_status collect_headers(parser *p) {
     char d[80];
     while (p->lx.tok.kind != KILN_TOK_EOF) {
-        if (!is_word(p, "def")) return ERR(p, "expected 'def' at the top level, found %s", describe(p, d, sizeof d));
+        bool kernel = is_word(p, "kernel"); /* a fused group: `kernel @name(...)` */
+        if (!kernel && !is_word(p, "def"))
+            return ERR(p, "expected 'def' or 'kernel' at the top level, found %s", describe(p, d, sizeof d));
         if (next(p)) return KILN_ERR_PARSE;
         kiln_token name = p->lx.tok;
         if (name.kind != KILN_TOK_GLOBAL) return ERR(p, "expected a function name @name after 'def', found %s", describe(p, d, sizeof d));
@@ -495,6 +497,7 @@ static kiln_status collect_headers(parser *p) {
         char *cname = kiln_arena_strndup(&p->tmp, name.start, name.len);
         if (!fi || !cname) return oom(p);
         if (!(fi->f = kiln_function_new(p->m, cname))) return kiln_error_status(p->ctx);
+        fi->f->kernel = kernel;
         fi->line = name.line;
         fi->col = name.col;
         *slot = fi;

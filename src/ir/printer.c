@@ -2,6 +2,7 @@
  * uniquely (kept names, de-duplicated; unnamed ones numbered %0, %1, ... in definition order),
  * then prints each binding, with two spaces of indentation per region level. */
 #include "ir/ir.h"
+#include "dialects/dialect.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,7 +177,9 @@ static void print_node(printer *pr, const kiln_node *n, int depth) {
         char *s = kiln_buf_take(&attrs);
         if (s && *s) kiln_buf_printf(b, "%s%s", n->n_in ? ", " : "", s);
         free(s);
-        kiln_buf_puts(b, ")\n");
+        kiln_buf_puts(b, ")");
+        if (n->impl) kiln_buf_printf(b, "  # %s", kiln_dialect_name(n->impl->dialect)); /* dispatch's choice */
+        kiln_buf_puts(b, "\n");
         return;
     }
     indent(pr, depth);
@@ -202,7 +205,7 @@ static bool print_function(kiln_buf *b, const kiln_function *f, int flags) {
     kiln_arena_init(&a);
     bool ok = name_vars(&pr, &a);
     if (ok) {
-        kiln_buf_puts(b, "def ");
+        kiln_buf_puts(b, f->kernel ? "kernel " : "def ");
         print_global(b, f->name);
         kiln_buf_puts(b, "(");
         for (int i = 0; i < f->n_params; i++) {

@@ -501,7 +501,7 @@ TEST(ir_text_errors_structure) {
     PARSE_ERR(F2 "  let %r = if (%c) {\n    yield 1\n  }\n  return %r\n}", KILN_ERR_PARSE, "e.kir:5:3: expected 'else' after the then branch, found 'return'");
     PARSE_ERR(F2 "  let %a = @nope(%x)\n  return %a\n}", KILN_ERR_PARSE, "e.kir:2:12: unknown function @nope");
     PARSE_ERR("def @f() {\n  return 1\n}\ndef @f() {\n  return 2\n}", KILN_ERR_PARSE, "e.kir:4:5: function @f is defined twice (first at 1:5)");
-    PARSE_ERR("let %a = neg(1)", KILN_ERR_PARSE, "e.kir:1:1: expected 'def' at the top level, found 'let'");
+    PARSE_ERR("let %a = neg(1)", KILN_ERR_PARSE, "e.kir:1:1: expected 'def' or 'kernel' at the top level, found 'let'");
     PARSE_ERR("def @f() {\n  return 1\n", KILN_ERR_PARSE, "e.kir:3:1: the body of @f (line 1) is not closed with '}'");
     PARSE_ERR("def f() {\n}", KILN_ERR_PARSE, "e.kir:1:5: expected a function name @name after 'def', found 'f'");
     PARSE_ERR("def @f(%x) {\n}", KILN_ERR_PARSE, "e.kir:1:10: expected ':' and the parameter's type, found ')'");

@@ -1,0 +1,46 @@
+/* codegen.h — generated kernels: a fused group (a `kernel` function of fusable ops) is lowered
+ * to a loop nest and rendered as C; sources are compiled by the system compiler into a shared
+ * object, cached on disk by source hash and loaded with dlopen. */
+#ifndef KILN_CODEGEN_H
+#define KILN_CODEGEN_H
+
+#include "ir/ir.h"
+
+/* Every generated kernel is one C function
+ *     void SYMBOL(char *const *bufs, const int64_t *params)
+ * bufs: data pointers of the group function's parameters in order (a scalar parameter is a 0-d
+ * buffer: int -> int64_t, float -> double, bool -> uint8_t) followed by one per result;
+ * params: integers (sizes, strides) the lowering computed, passed back at every call. */
+typedef void (*kiln_gen_fn)(char *const *bufs, const int64_t *params);
+
+typedef struct kiln_gen_kernel {
+    char *source;          /* malloc'd C source defining `symbol` (plus static helpers) */
+    char symbol[64];       /* unique for the source (derived from its hash) */
+    int n_params;
+    int64_t *params;       /* malloc'd */
+} kiln_gen_kernel;
+
+/* True if generated C can compute node n (a primitive of class ELEMWISE / BROADCAST / REDUCE
+ * or a cast, with dtypes the renderer handles). The fusion pass groups only such nodes. */
+bool kiln_codegen_supports(const kiln_node *n);
+/* Lowers one group function (params = inputs, results = outputs) to C. Groups the fusion pass
+ * forms: (a) elementwise/broadcast ops whose results all have one shape S; (b) one reduction
+ * with elementwise producers (of its input's shape) and elementwise consumers (of its result's
+ * shape), every result of the reduction's result shape. Anything else is an internal error. */
+kiln_status kiln_codegen_c(kiln_context *ctx, const kiln_function *group, kiln_gen_kernel *out);
+void kiln_gen_kernel_free(kiln_gen_kernel *k);
+
+/* A loaded shared object of generated kernels. */
+typedef struct kiln_jit_lib kiln_jit_lib;
+/* Compiles n kernels as one translation unit with the system C compiler ($CC or cc; -O3
+ * -march=native -fopenmp -fPIC -shared), cached as <cache_dir>/<hash>.so (a corrupt or stale
+ * entry is detected and rebuilt), and resolves fns[i] for kernels[i]. debug >= 2 prints the
+ * source. A compiler failure returns an error with the source file's path and the compiler's
+ * message. */
+kiln_status kiln_jit_build(kiln_context *ctx, const char *cache_dir, int debug, int n,
+                           const kiln_gen_kernel *kernels, kiln_gen_fn *fns, kiln_jit_lib **lib);
+void kiln_jit_lib_free(kiln_jit_lib *lib);
+/* The cache directory: dir if set, else $KILN_CACHE_DIR, else $HOME/.cache/kiln (malloc'd). */
+char *kiln_jit_cache_dir(const char *dir);
+
+#endif /* KILN_CODEGEN_H */

@@ -1,0 +1,67 @@
+/* manager.c — the pass pipeline: a list of named passes run in order over the function being
+ * compiled; KILN_DEBUG prints the IR after each, and the verifier runs between passes. */
+#include "compiler/compiler.h"
+#include "passes/passes.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+kiln_status kiln_pass_infer_types(kiln_pass_ctx *pc, kiln_function *f) {
+    (void)f;
+    return kiln_module_infer(pc->module);
+}
+
+kiln_status kiln_pass_inline_calls(kiln_pass_ctx *pc, kiln_function *f) {
+    (void)pc;
+    return kiln_pass_inline(f->body);
+}
+
+kiln_status kiln_pass_decompose_composites(kiln_pass_ctx *pc, kiln_function *f) {
+    (void)pc;
+    return kiln_pass_decompose(f->body);
+}
+
+kiln_status kiln_pass_remove_dead(kiln_pass_ctx *pc, kiln_function *f) {
+    (void)pc;
+    return kiln_pass_dce(f->body);
+}
+
+const kiln_pass kiln_passes[] = {
+    {"infer-types", kiln_pass_infer_types, 0},
+    {"inline", kiln_pass_inline_calls, 0},
+    {"decompose", kiln_pass_decompose_composites, 0},
+    {"simplify", kiln_pass_simplify, 1},
+    {"fold", kiln_pass_fold, 1},
+    {"cse", kiln_pass_cse, 1},
+    {"dce", kiln_pass_remove_dead, 0},
+    {"dispatch", kiln_pass_dispatch, 0},
+    {"fuse", kiln_pass_fuse, 2},
+};
+const int kiln_n_passes = (int)(sizeof kiln_passes / sizeof kiln_passes[0]);
+
+kiln_status kiln_passes_run(kiln_pass_ctx *pc, kiln_function *f) {
+    for (int i = 0; i < kiln_n_passes; i++) {
+        const kiln_pass *p = &kiln_passes[i];
+        if (pc->opt_level < p->min_opt_level) continue;
+        if (p->run(pc, f)) {
+            const char *msg = kiln_error_message(pc->ctx);
+            char copy[KILN_ERROR_MAX];
+            snprintf(copy, sizeof copy, "%s", msg);
+            return kiln_error(pc->ctx, kiln_error_status(pc->ctx) ? kiln_error_status(pc->ctx) : KILN_ERR_INTERNAL,
+                              "pass '%s': %s", p->name, copy);
+        }
+        f->liveness_ready = false;
+        if (pc->debug >= 1) {
+            char *text = kiln_module_print(pc->module, KILN_PRINT_TYPES);
+            fprintf(stderr, "---- IR after pass '%s' ----\n%s", p->name, text ? text : "(out of memory)\n");
+            kiln_free(text);
+        }
+#ifndef NDEBUG
+        if (kiln_module_verify(pc->module)) {
+            char copy[KILN_ERROR_MAX];
+            snprintf(copy, sizeof copy, "%s", kiln_error_message(pc->ctx));
+            return kiln_error(pc->ctx, KILN_ERR_INTERNAL, "the IR after pass '%s' does not verify: %s", p->name, copy);
+        }
+#endif
+    }
+    return KILN_OK;
+}

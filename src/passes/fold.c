@@ -1,0 +1,4 @@
+/* fold.c — the fold pass (stub until written). */
+#include "compiler/compiler.h"
+
+kiln_status kiln_pass_fold(kiln_pass_ctx *pc, kiln_function *f) { (void)pc; (void)f; return KILN_OK; }

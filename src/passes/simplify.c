@@ -1,0 +1,4 @@
+/* simplify.c — the simplify pass (stub until written). */
+#include "compiler/compiler.h"
+
+kiln_status kiln_pass_simplify(kiln_pass_ctx *pc, kiln_function *f) { (void)pc; (void)f; return KILN_OK; }
