@@ -71,6 +71,13 @@ $(BUILD)/examples/%: examples/c/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
+# Micro-benchmark of the library dialects against the reference kernels (bench/dialects.c).
+.PHONY: bench-dialects
+bench-dialects: $(BUILD)/bench_dialects
+	$(BUILD)/bench_dialects
+$(BUILD)/bench_dialects: bench/dialects.c $(BUILD)/libkiln.a
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
 asan-test:
 	$(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" test-c

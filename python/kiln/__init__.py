@@ -9,8 +9,9 @@ from .errors import Error, ParseError, UnsupportedError
 from .ops import *  # noqa: F401,F403
 from .trace import Trace, TracedFunction, parse, trace
 from .model import Model, Parameter
-from . import nn, optim
+from . import memory, nn, optim
 from .trainer import Trainer
+from .compiler import Compiled, analyze, compile, dialect  # noqa: F401  (compile shadows the builtin)
 from .autograd import no_grad
 from .checkpoint import load_model, load_safetensors, save_model, save_safetensors
 from .ops import all, any, abs, max, min, round, sum  # noqa: F401  (numpy names shadowing builtins)

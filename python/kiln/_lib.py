@@ -106,6 +106,42 @@ _sig("kiln_type_shape", ctypes.POINTER(i64), c_ptr)
 _sig("kiln_type_tuple_size", ctypes.c_int, c_ptr)
 _sig("kiln_type_tuple_elem", c_ptr, c_ptr, ctypes.c_int)
 
+class CompileOptions(ctypes.Structure):
+    """kiln_compile_options (include/kiln.h, "compiling")."""
+    _fields_ = [("opt_level", ctypes.c_int), ("dialects", ctypes.c_char_p), ("cache_dir", ctypes.c_char_p),
+                ("debug", ctypes.c_int), ("n_donate", ctypes.c_int), ("donate", ctypes.POINTER(ctypes.c_int * 2))]
+
+
+class Analysis(ctypes.Structure):
+    """kiln_analysis: what kiln_program_analyze reports of a compiled program."""
+    _fields_ = [("n_inputs", i64), ("input_elements", i64), ("input_bytes", i64), ("flops", ctypes.c_double),
+                ("arena_bytes", i64), ("n_instructions", ctypes.c_int), ("n_kernels", ctypes.c_int),
+                ("n_steps", ctypes.c_int), ("live_bytes", ctypes.POINTER(i64)), ("high_water", ctypes.POINTER(i64))]
+
+
+# The compiler (kiln_compile and the VM); HAVE_COMPILER is False for a library built without it.
+HAVE_COMPILER = hasattr(lib, "kiln_compile") and hasattr(lib, "kiln_program_run")
+if HAVE_COMPILER:
+    _sig("kiln_compile_defaults", CompileOptions)
+    _sig("kiln_compile", ctypes.c_int, c_ptr, ctypes.POINTER(CompileOptions), ctypes.POINTER(c_ptr))
+    _sig("kiln_program_free", None, c_ptr)
+    _sig("kiln_program_run", ctypes.c_int, c_ptr, ctypes.c_int, ctypes.POINTER(Value), ctypes.POINTER(Value))
+    _sig("kiln_program_print", c_ptr, c_ptr)
+    _sig("kiln_program_analyze", ctypes.c_int, c_ptr, ctypes.POINTER(Analysis))
+
+
+class MemoryStats(ctypes.Structure):
+    """kiln_memory_stats (include/kiln.h, "memory pools")."""
+    _fields_ = [("pool", ctypes.c_int), ("bytes_in_use", i64), ("peak_bytes", i64), ("bytes_reserved", i64),
+                ("n_allocs", i64), ("n_frees", i64), ("n_reused", i64)]
+
+
+_sig("kiln_memory_set_pool", None, ctypes.c_int)
+_sig("kiln_memory_get_stats", None, ctypes.POINTER(MemoryStats))
+_sig("kiln_memory_reset_peak", None)
+_sig("kiln_memory_trim", None)
+
+
 # One context for the Python process: it holds the last error message.
 ctx = lib.kiln_context_new()
 

@@ -1,23 +1,39 @@
-"""trainer.py — kiln.Trainer: compiles one IR function per input signature that runs forward,
-loss, backward (the autodiff pass) and the optimizer update, then runs it each step."""
+"""trainer.py — kiln.Trainer: builds one IR function per input signature that runs forward,
+loss, backward (the autodiff pass) and the optimizer update, then runs it each step: compiled
+for the VM with parameters and optimizer state updated in place (executor "vm"), or op by op in
+the interpreter (executor "interp")."""
 import ctypes
+import os
 
 from . import dtypes as _dt
 from .model import Parameter
 from .ops import zeros_like
 from .trace import Trace, run_function
 from ._lib import check_ptr, lib
+from . import compiler
 
 
 class Trainer:
     """trainer = kiln.Trainer(model, loss_fn, kiln.optim.AdamW(lr=1e-3)); loss = trainer.step(x, y).
-    loss_fn(model_output, y) returns a scalar loss tensor. Model parameters are replaced by their
-    updated values after each step; optimizer state lives in the trainer."""
+    loss_fn(model_output, y) returns a scalar loss tensor; optimizer state lives in the trainer.
+    executor "vm" (the default when the library has the compiler; $KILN_EXECUTOR overrides the
+    default) compiles the step once per input signature (kiln_compile, inside the kiln.dialect
+    scope active at the first step) and updates the model's parameter tensors in place;
+    "interp" runs the step in the interpreter and replaces the parameters by new tensors."""
 
-    def __init__(self, model, loss_fn, optimizer):
+    EXECUTORS = ("vm", "interp")
+
+    def __init__(self, model, loss_fn, optimizer, executor=None):
+        executor = executor or os.environ.get("KILN_EXECUTOR") or ("vm" if compiler.available() else "interp")
+        if executor not in self.EXECUTORS:
+            raise ValueError(f"kiln.Trainer: executor must be one of {self.EXECUTORS}, got {executor!r}")
+        if executor == "vm":
+            compiler._require()
+        self.executor = executor
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.step_count = 0
         self._compiled = {}  # (dtype, shape) of x and y -> compiled step
+        self._last = None    # the compiled step the last step() used
         self.state = {}      # parameter path -> tuple of state tensors
 
     def _compile(self, x, y):
@@ -50,7 +66,31 @@ class Trainer:
             new_p, new_s = self.optimizer.update(params, grads, state, lr, t)
             flat_state = [s for group in new_s for s in group]
         step.finish((out[0], *new_p, *flat_state))
-        return {"trace": step, "keep": fwd, "captured_paths": [paths[id(t)] for t in captured], "param_paths": names}
+        c = {"trace": step, "keep": fwd, "captured_paths": [paths[id(t)] for t in captured], "param_paths": names}
+        if self.executor == "vm":
+            # Leaves: inputs x, y, captured tensors, state, lr, step; results loss, parameters,
+            # state. Each new parameter / state tensor is written into its input's buffer.
+            n_state = len(flat_state)
+            donate = [(1 + i, w) for i, w in enumerate(wrt)]
+            donate += [(1 + len(wrt) + j, 2 + len(captured) + j) for j in range(n_state)]
+            c["program"] = compiler.Compiled(compiler.compile_function(step.function, donate=donate))
+        return c
+
+    def compile(self, x, y):
+        """Builds (and for the VM compiles) the training step for batches like x, y, if not done yet."""
+        self._get(x, y)
+
+    def analyze(self, x=None, y=None):
+        """Analysis of the compiled step (kiln.Compiled.analyze) for batches like x, y (default:
+        the last step run) plus the model's param_count and param_bytes. Needs executor "vm"."""
+        if self.executor != "vm":
+            raise ValueError("Trainer.analyze needs executor='vm' (it analyses the compiled program)")
+        c = self._get(x, y) if x is not None else self._last
+        if c is None:
+            raise ValueError("Trainer.analyze: give example batches x, y or run a step first")
+        result = c["program"].analyze()
+        result.update(compiler.parameter_stats(self.model))
+        return result
 
     def compiled_text(self, x, y):
         """The IR of the training step for inputs like x, y (compiling it if needed)."""
@@ -59,10 +99,14 @@ class Trainer:
         return take_string(lib.kiln_module_print(c["trace"].module, 0))
 
     def _get(self, x, y):
+        from .ops import array
+        x = x if hasattr(x, "_ptr") else array(x)
+        y = y if hasattr(y, "_ptr") else array(y)
         key = (x.dtype, tuple(x.shape), y.dtype, tuple(y.shape))
         if key not in self._compiled:
             self._compiled[key] = self._compile(x, y)
-        return self._compiled[key]
+        self._last = self._compiled[key]
+        return self._last
 
     def _tensor(self, path):
         mod, _, leaf = path.rpartition(".")
@@ -114,12 +158,28 @@ class Trainer:
                 self.state[path] = tuple(zeros_like(self._tensor(path)) for _ in self.optimizer.slots)
         state = [s for path in c["param_paths"] for s in self.state[path]]
         args = [x, y] + tensors + state + [self.optimizer.lr_at(self.step_count), self.step_count]
-        result = run_function(c["trace"].function, args)
         n = len(c["param_paths"])
         k = len(self.optimizer.slots)
+        if self.executor == "vm":
+            result = compiler.run_program(c["program"]._ptr, args)
+            targets = [self._tensor(p) for p in c["param_paths"]] + state
+            for dst, src in zip(targets, result[1:]):
+                _store(dst, src)
+            return _loss_value(result[0])
+        result = run_function(c["trace"].function, args)
         for i, path in enumerate(c["param_paths"]):
             mod, _, leaf = path.rpartition(".")
             setattr(self.model.get_submodule(mod), leaf, Parameter(result[1 + i]))
             self.state[path] = tuple(result[1 + n + i * k: 1 + n + (i + 1) * k])
-        loss = result[0]
-        return float(loss.item()) if loss.dtype is not _dt.bfloat16 else float(loss.astype("float32").item())
+        return _loss_value(result[0])
+
+
+def _loss_value(loss):
+    return float(loss.item()) if loss.dtype is not _dt.bfloat16 else float(loss.astype("float32").item())
+
+
+def _store(dst, src):
+    """Makes tensor dst hold src's values: a no-op when the VM wrote them in place (donation)."""
+    to, frm = lib.kiln_tensor_data(dst._ptr), lib.kiln_tensor_data(src._ptr)
+    if to != frm:
+        ctypes.memmove(to, frm, lib.kiln_tensor_nbytes(dst._ptr))

@@ -30,6 +30,15 @@ char *kiln_arena_strndup(kiln_arena *a, const char *s, size_t n);
  * that an IR attribute holds. Returns false on OOM (fn is then not registered). */
 bool kiln_arena_on_free(kiln_arena *a, void (*fn)(void *), void *arg);
 
+/* ---- memory pools (pool.c; public controls in kiln.h): tensor data and the VM arena ------- */
+/* 64-byte aligned, uninitialized; from the current pool (kiln_memory_set_pool). NULL on OOM. */
+void *kiln_mem_alloc(size_t bytes);
+/* Returns p (NULL is a no-op) to the pool it came from, whatever the current pool is. */
+void kiln_mem_free(void *p);
+/* Page pool: a freed block that would make the cache exceed `bytes` goes back to the system
+ * (default 4 GiB). Returns the previous limit. */
+size_t kiln_mem_set_cache_limit(size_t bytes);
+
 /* ---- context ----------------------------------------------------------------------------- */
 struct kiln_context {
     kiln_status status;

@@ -55,14 +55,14 @@ kiln_tensor *kiln_tensor_new(kiln_context *ctx, kiln_dtype dt, int ndim, const i
     if (!t) return NULL;
     size_t bytes = (size_t)t->numel * kiln_dtype_size(dt);
     size_t rounded = (bytes + KILN_ALIGN - 1) / KILN_ALIGN * KILN_ALIGN;
-    t->data = aligned_alloc(KILN_ALIGN, rounded ? rounded : KILN_ALIGN);
+    t->data = kiln_mem_alloc(bytes); /* pool blocks hold at least `rounded` (and >= 64) bytes */
     if (!t->data) {
         free(t);
         kiln_error(ctx, KILN_ERR_OOM, "tensor: out of memory allocating %zu bytes", bytes);
         return NULL;
     }
     memset(t->data, 0, rounded ? rounded : KILN_ALIGN);
-    t->release = free;
+    t->release = kiln_mem_free;
     t->release_arg = t->data;
     return t;
 }

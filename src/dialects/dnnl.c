@@ -1,9 +1,365 @@
-/* dnnl.c — the oneDNN dialect (libdnnl, loaded at run time). */
+/* dnnl.c — the oneDNN dialect: conv2d, its data gradient (conv2d_transpose) and weight gradient,
+ * max / avg pooling and their backward primitives, on plain NCHW f32 tensors. libdnnl is opened
+ * with dlopen at first use; primitives are cached per shape and attributes. */
+#include "dialects/conv_geom.h"
 #include "dialects/dialect.h"
 
+#if defined(__has_include)
+#if __has_include(<dnnl.h>)
+#include <dnnl.h>
+#define KILN_HAVE_DNNL (DNNL_VERSION_MAJOR == 2)
+#endif
+#endif
+#ifndef KILN_HAVE_DNNL
+#define KILN_HAVE_DNNL 0
+#endif
+
+#if KILN_HAVE_DNNL
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the library ---------------------------------------------------------------------------- */
+/* Every function used, resolved by dlsym into dn (called as dn.name). */
+#define DNNL_FUNCS(X)                                                                               \
+    X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_stream_wait) X(dnnl_stream_destroy)          \
+    X(dnnl_memory_desc_init_by_tag) X(dnnl_memory_desc_get_size) X(dnnl_memory_create)              \
+    X(dnnl_memory_destroy) X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy)             \
+    X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_primitive_desc_create)                        \
+    X(dnnl_primitive_desc_destroy) X(dnnl_primitive_desc_query_md) X(dnnl_primitive_create)         \
+    X(dnnl_primitive_destroy) X(dnnl_primitive_execute) X(dnnl_dilated_convolution_forward_desc_init) \
+    X(dnnl_dilated_convolution_backward_data_desc_init)                                             \
+    X(dnnl_dilated_convolution_backward_weights_desc_init) X(dnnl_pooling_v2_forward_desc_init)     \
+    X(dnnl_pooling_v2_backward_desc_init)
+#define DN_FIELD(f) __typeof__(&f) f;
+static struct { DNNL_FUNCS(DN_FIELD) } dn;
+#undef DN_FIELD
+static dnnl_engine_t dn_engine;
+
+bool kiln_dnnl_load(char *why, size_t why_size) {
+    const char *name = "libdnnl.so.2";
+    void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(why, why_size, "%s not found (%s)", name, dlerror());
+        return false;
+    }
+    const char *missing = NULL;
+    /* dlsym returns void *; POSIX guarantees it converts to a function pointer */
+#define DN_RESOLVE(f) if (!missing && !(*(void **)&dn.f = dlsym(lib, #f))) missing = #f;
+    DNNL_FUNCS(DN_RESOLVE)
+#undef DN_RESOLVE
+    if (missing) snprintf(why, why_size, "%s lacks %s", name, missing);
+    else if (dn.dnnl_engine_create(&dn_engine, dnnl_cpu, 0) != dnnl_success) snprintf(why, why_size, "%s: no CPU engine", name);
+    if (missing || !dn_engine) {
+        memset(&dn, 0, sizeof dn);
+        dlclose(lib);
+        return false;
+    }
+    return true; /* the library and the engine live as long as the process */
+}
+
+/* ---- geometry ------------------------------------------------------------------------------- */
+/* A call as oneDNN sees it: the big (conv input / pool input) and small (conv output / pool
+ * output) NCHW shapes, the weight shape (5-D goihw with groups), and the window in oneDNN's
+ * conventions: dilation - 1, and a right padding that makes floor((big + l + r - extent) / stride)
+ * + 1 equal the small size (torch's ceil_mode, conv2d_transpose's output_padding and a
+ * conv2d_backward_weight dy smaller than conv2d's output all fold into it). Zeroed, so the bytes
+ * are the cache key. */
+typedef struct dn_geom {
+    int64_t op;
+    int64_t big[4], small[4], wei[5], wei_nd;
+    dnnl_dims_t kernel, stride, dil, pad_l, pad_r; /* 2 used, as oneDNN's calls take dnnl_dims_t */
+    int64_t include_pad;
+} dn_geom;
+
+static bool is_conv(kiln_op op) {
+    return op == KILN_OP_CONV2D || op == KILN_OP_CONV2D_TRANSPOSE || op == KILN_OP_CONV2D_BACKWARD_WEIGHT;
+}
+
+static void dn_window(dn_geom *g, const int64_t *pad, const int64_t *dil) {
+    for (int i = 0; i < 2; i++) {
+        int64_t extent = (g->kernel[i] - 1) * dil[i] + 1;
+        g->dil[i] = dil[i] - 1;
+        g->pad_l[i] = pad[i];
+        g->pad_r[i] = (g->small[2 + i] - 1) * g->stride[i] + extent - g->big[2 + i] - pad[i];
+    }
+}
+
+/* Reads a call's geometry from the shapes of input 0, input 1 (NULL if none) and the result;
+ * false where oneDNN's semantics differ from the reference kernel's. */
+static bool dn_geom_make(kiln_op op, const kiln_attr *attrs, const int64_t *in0, const int64_t *in1, const int64_t *out,
+                         dn_geom *g) {
+    char err[256];
+    memset(g, 0, sizeof *g);
+    g->op = op;
+    if (is_conv(op)) {
+        kiln_conv_geom c;
+        if (!kiln_conv_geom_read(op, attrs, in0, in1, out, &c)) return false;
+        int64_t big[4] = {c.n, c.bc, c.bh, c.bw}, small[4] = {c.n, c.sc, c.sh, c.sw};
+        memcpy(g->big, big, sizeof big);
+        memcpy(g->small, small, sizeof small);
+        int64_t wg[5] = {c.groups, c.sc / c.groups, c.bc / c.groups, c.kh, c.kw};
+        g->wei_nd = c.groups > 1 ? 5 : 4;
+        memcpy(g->wei, wg + (c.groups > 1 ? 0 : 1), sizeof(int64_t) * (size_t)g->wei_nd);
+        g->kernel[0] = c.kh, g->kernel[1] = c.kw;
+        g->stride[0] = c.stride[0], g->stride[1] = c.stride[1];
+        dn_window(g, c.pad, c.dil);
+        return c.n > 0;
+    }
+    int64_t pad[4], dil[2] = {1, 1};
+    const int64_t *big = op == KILN_OP_AVG_POOL2D_BACKWARD ? out : in0;
+    const int64_t *small = op == KILN_OP_AVG_POOL2D_BACKWARD ? in0 : op == KILN_OP_MAX_POOL2D_BACKWARD ? in1 : out;
+    memcpy(g->big, big, sizeof g->big);
+    memcpy(g->small, small, sizeof g->small);
+    if (!kiln_window_attr(op, attrs, "kernel", 1, g->kernel, err, sizeof err) ||
+        !kiln_window_attr(op, attrs, "padding", 0, pad, err, sizeof err) ||
+        (kiln_attr_index(op, "dilation") >= 0 && !kiln_window_attr(op, attrs, "dilation", 1, dil, err, sizeof err)))
+        return false;
+    if (!kiln_attr_get(op, attrs, "stride")->set) memcpy(g->stride, g->kernel, sizeof(int64_t) * 2);
+    else if (!kiln_window_attr(op, attrs, "stride", 1, g->stride, err, sizeof err)) return false;
+    dn_window(g, pad, dil);
+    bool avg = op == KILN_OP_AVG_POOL2D || op == KILN_OP_AVG_POOL2D_BACKWARD;
+    g->include_pad = avg && kiln_attr_bool(op, attrs, "count_include_pad");
+    /* oneDNN divides by the whole kernel, the reference by the window cut at the declared right
+     * padding: they agree unless ceil_mode adds windows reaching past that padding. */
+    if (g->include_pad && (g->pad_r[0] > pad[2] || g->pad_r[1] > pad[3])) return false;
+    return g->big[0] > 0;
+}
+
+/* ---- primitives and their cache ------------------------------------------------------------- */
+/* Which kernel tensor each primitive argument is: in[0], in[1] or out[0] (index 2). */
+typedef struct dn_arg {
+    int arg, tensor;
+    dnnl_memory_desc_t md;
+} dn_arg;
+
+typedef struct dn_prim {
+    dnnl_primitive_t prim;
+    int n_args;
+    dn_arg args[3];
+    size_t scratch; /* bytes of user scratchpad */
+} dn_prim;
+
+/* max_pool2d_backward runs the forward (pre) for its workspace (ws) then the backward (main). */
+typedef struct dn_entry {
+    struct dn_entry *next;
+    dn_geom key;
+    dn_prim main, pre;
+    dnnl_memory_desc_t ws, pre_dst;
+} dn_entry;
+
+#define DN_BUCKETS 64
+static dn_entry *dn_cache[DN_BUCKETS];
+static pthread_mutex_t dn_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned dn_hash(const dn_geom *g) {
+    const unsigned char *p = (const unsigned char *)g;
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < sizeof *g; i++) h = (h ^ p[i]) * 16777619u;
+    return h % DN_BUCKETS;
+}
+
+static bool md_plain(dnnl_memory_desc_t *md, int nd, const int64_t *dims) {
+    dnnl_dims_t d;
+    for (int i = 0; i < nd; i++) d[i] = dims[i];
+    dnnl_format_tag_t tag = nd == 5 ? dnnl_goihw : dnnl_nchw; /* nchw and oihw are one layout */
+    return dn.dnnl_memory_desc_init_by_tag(md, nd, d, dnnl_f32, tag) == dnnl_success;
+}
+
+/* Creates p from descriptor `desc` (hint: the forward primitive descriptor of a backward one);
+ * args pairs (oneDNN argument, kernel tensor) with the memory descriptor each uses. */
+static bool prim_make(dn_prim *p, const void *desc, const_dnnl_primitive_desc_t hint, int n_args, const int *arg,
+                      const int *tensor, const dnnl_memory_desc_t *const *md, dnnl_primitive_desc_t *keep_pd) {
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = dn.dnnl_primitive_attr_create(&attr) == dnnl_success &&
+              dn.dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
+              dn.dnnl_primitive_desc_create(&pd, desc, attr, dn_engine, hint) == dnnl_success &&
+              dn.dnnl_primitive_create(&p->prim, pd) == dnnl_success;
+    if (ok) {
+        p->scratch = dn.dnnl_memory_desc_get_size(dn.dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+        p->n_args = n_args;
+        for (int i = 0; i < n_args; i++) p->args[i] = (dn_arg){arg[i], tensor[i], *md[i]};
+    }
+    if (attr) dn.dnnl_primitive_attr_destroy(attr);
+    if (ok && keep_pd) *keep_pd = pd;
+    else if (pd) dn.dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+/* A forward primitive descriptor: the hint backward descriptors need, or max pooling's forward. */
+static bool fwd_desc(const dn_geom *g, dnnl_prop_kind_t prop, const dnnl_memory_desc_t *big, const dnnl_memory_desc_t *small,
+                     const dnnl_memory_desc_t *wei, dnnl_alg_kind_t alg, dnnl_convolution_desc_t *cd, dnnl_pooling_v2_desc_t *pd) {
+    if (is_conv((kiln_op)g->op))
+        return dn.dnnl_dilated_convolution_forward_desc_init(cd, prop, dnnl_convolution_direct, big, wei, NULL, small, g->stride,
+                                                             g->dil, g->pad_l, g->pad_r) == dnnl_success;
+    return dn.dnnl_pooling_v2_forward_desc_init(pd, prop, alg, big, small, g->stride, g->kernel, g->dil, g->pad_l, g->pad_r) ==
+           dnnl_success;
+}
+
+static bool entry_make(dn_entry *e) {
+    const dn_geom *g = &e->key;
+    kiln_op op = (kiln_op)g->op;
+    dnnl_memory_desc_t big, small, wei;
+    if (!md_plain(&big, 4, g->big) || !md_plain(&small, 4, g->small) || (is_conv(op) && !md_plain(&wei, (int)g->wei_nd, g->wei)))
+        return false;
+    dnnl_alg_kind_t alg = op == KILN_OP_MAX_POOL2D || op == KILN_OP_MAX_POOL2D_BACKWARD ? dnnl_pooling_max
+                          : g->include_pad ? dnnl_pooling_avg_include_padding : dnnl_pooling_avg_exclude_padding;
+    bool fwd_only = op == KILN_OP_CONV2D || op == KILN_OP_MAX_POOL2D || op == KILN_OP_AVG_POOL2D;
+    dnnl_convolution_desc_t cd, bcd;
+    dnnl_pooling_v2_desc_t pd, bpd;
+    dnnl_primitive_desc_t hint = NULL;
+    /* forward_inference for a lone forward pool (no workspace); training where a backward follows */
+    dnnl_prop_kind_t prop = fwd_only && !is_conv(op) ? dnnl_forward_inference : dnnl_forward_training;
+    if (!fwd_desc(g, prop, &big, &small, &wei, alg, &cd, &pd)) return false;
+    const void *fdesc = is_conv(op) ? (const void *)&cd : (const void *)&pd;
+    bool ok;
+    switch (op) {
+    case KILN_OP_CONV2D:
+        return prim_make(&e->main, fdesc, NULL, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, (int[]){0, 1, 2},
+                         (const dnnl_memory_desc_t *[]){&big, &wei, &small}, NULL);
+    case KILN_OP_MAX_POOL2D:
+    case KILN_OP_AVG_POOL2D:
+        return prim_make(&e->main, fdesc, NULL, 2, (int[]){DNNL_ARG_SRC, DNNL_ARG_DST}, (int[]){0, 2},
+                         (const dnnl_memory_desc_t *[]){&big, &small}, NULL);
+    case KILN_OP_MAX_POOL2D_BACKWARD: /* pre: x (in 0) -> scratch dst + workspace */
+        if (!prim_make(&e->pre, fdesc, NULL, 1, (int[]){DNNL_ARG_SRC}, (int[]){0}, (const dnnl_memory_desc_t *[]){&big}, &hint))
+            return false;
+        e->ws = *dn.dnnl_primitive_desc_query_md(hint, dnnl_query_workspace_md, 0);
+        e->pre_dst = small;
+        break;
+    default: /* the other backwards need the forward descriptor as a hint */
+        if (dn.dnnl_primitive_desc_create(&hint, fdesc, NULL, dn_engine, NULL) != dnnl_success) return false;
+        break;
+    }
+    switch (op) {
+    case KILN_OP_CONV2D_TRANSPOSE:
+        ok = dn.dnnl_dilated_convolution_backward_data_desc_init(&bcd, dnnl_convolution_direct, &big, &wei, &small, g->stride,
+                                                                 g->dil, g->pad_l, g->pad_r) == dnnl_success &&
+             prim_make(&e->main, &bcd, hint, 3, (int[]){DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC}, (int[]){0, 1, 2},
+                       (const dnnl_memory_desc_t *[]){&small, &wei, &big}, NULL);
+        break;
+    case KILN_OP_CONV2D_BACKWARD_WEIGHT:
+        ok = dn.dnnl_dilated_convolution_backward_weights_desc_init(&bcd, dnnl_convolution_direct, &big, &wei, NULL, &small,
+                                                                    g->stride, g->dil, g->pad_l, g->pad_r) == dnnl_success &&
+             prim_make(&e->main, &bcd, hint, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS}, (int[]){0, 1, 2},
+                       (const dnnl_memory_desc_t *[]){&big, &small, &wei}, NULL);
+        break;
+    default: /* pool backwards: dy is the last input */
+        ok = dn.dnnl_pooling_v2_backward_desc_init(&bpd, alg, &big, &small, g->stride, g->kernel, g->dil, g->pad_l, g->pad_r) ==
+                 dnnl_success &&
+             prim_make(&e->main, &bpd, hint, 2, (int[]){DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC},
+                       (int[]){op == KILN_OP_MAX_POOL2D_BACKWARD ? 1 : 0, 2}, (const dnnl_memory_desc_t *[]){&small, &big}, NULL);
+        break;
+    }
+    dn.dnnl_primitive_desc_destroy(hint);
+    return ok;
+}
+
+static void prim_free(dn_prim *p) {
+    if (p->prim) dn.dnnl_primitive_destroy(p->prim);
+}
+
+/* The cached primitives of geometry g, created on first use; NULL if oneDNN has none. Failed
+ * geometries are cached too (with no primitive), so supports() asks oneDNN once per shape. */
+static dn_entry *dn_get(const dn_geom *g) {
+    unsigned h = dn_hash(g);
+    pthread_mutex_lock(&dn_lock);
+    dn_entry *e = dn_cache[h];
+    while (e && memcmp(&e->key, g, sizeof *g)) e = e->next;
+    if (!e && (e = calloc(1, sizeof *e))) {
+        e->key = *g;
+        if (!entry_make(e)) {
+            prim_free(&e->main);
+            prim_free(&e->pre);
+            memset(&e->main, 0, sizeof e->main);
+        }
+        e->next = dn_cache[h];
+        dn_cache[h] = e;
+    }
+    pthread_mutex_unlock(&dn_lock);
+    return e && e->main.prim ? e : NULL;
+}
+
+/* ---- execution ------------------------------------------------------------------------------ */
+/* Runs p on a's tensors plus `extra` arguments (a max backward's workspace and scratch dst). */
+static bool prim_run(const dn_prim *p, dnnl_stream_t s, kiln_kernel_args *a, int n_extra, const dnnl_exec_arg_t *extra) {
+    dnnl_exec_arg_t args[8];
+    int n = 0;
+    void *scratch = p->scratch ? malloc(p->scratch) : NULL;
+    dnnl_memory_desc_t smd;
+    bool ok = !p->scratch ||
+              (scratch && dn.dnnl_memory_desc_init_by_tag(&smd, 1, (dnnl_dims_t){(dnnl_dim_t)p->scratch}, dnnl_u8, dnnl_a) == dnnl_success &&
+               dn.dnnl_memory_create(&args[n].memory, &smd, dn_engine, scratch) == dnnl_success);
+    if (ok && p->scratch) args[n++].arg = DNNL_ARG_SCRATCHPAD;
+    for (int i = 0; ok && i < p->n_args; i++) {
+        const kiln_tensor *t = p->args[i].tensor < 2 ? a->in[p->args[i].tensor] : a->out[0];
+        ok = dn.dnnl_memory_create(&args[n].memory, &p->args[i].md, dn_engine, t->data) == dnnl_success;
+        if (ok) args[n++].arg = p->args[i].arg;
+    }
+    int own = n;
+    for (int i = 0; i < n_extra; i++) args[n++] = extra[i];
+    ok = ok && dn.dnnl_primitive_execute(p->prim, s, n, args) == dnnl_success && dn.dnnl_stream_wait(s) == dnnl_success;
+    for (int i = 0; i < own; i++) dn.dnnl_memory_destroy(args[i].memory);
+    free(scratch);
+    return ok;
+}
+
+/* max_pool2d_backward: the forward fills a workspace (where each maximum was), the backward
+ * routes dy through it. */
+static bool run_max_backward(const dn_entry *e, dnnl_stream_t s, kiln_kernel_args *a) {
+    size_t ws_bytes = dn.dnnl_memory_desc_get_size(&e->ws), dst_bytes = dn.dnnl_memory_desc_get_size(&e->pre_dst);
+    void *ws = malloc(ws_bytes ? ws_bytes : 1), *dst = malloc(dst_bytes ? dst_bytes : 1);
+    dnnl_exec_arg_t extra[2] = {{DNNL_ARG_WORKSPACE, NULL}, {DNNL_ARG_DST, NULL}};
+    bool ok = ws && dst && dn.dnnl_memory_create(&extra[0].memory, &e->ws, dn_engine, ws) == dnnl_success &&
+              dn.dnnl_memory_create(&extra[1].memory, &e->pre_dst, dn_engine, dst) == dnnl_success &&
+              prim_run(&e->pre, s, a, 2, extra) && prim_run(&e->main, s, a, 1, extra);
+    for (int i = 0; i < 2; i++)
+        if (extra[i].memory) dn.dnnl_memory_destroy(extra[i].memory);
+    free(ws);
+    free(dst);
+    return ok;
+}
+
+static kiln_status dn_kernel(kiln_kernel_args *a) {
+    if (!dn_engine) return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "the dnnl dialect's library is not loaded");
+    dn_geom g;
+    dn_entry *e = dn_geom_make(a->op, a->attrs, a->in[0]->shape, a->n_in > 1 ? a->in[1]->shape : NULL, a->out[0]->shape, &g)
+                      ? dn_get(&g) : NULL;
+    if (!e) return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "dnnl: no primitive for these shapes and attributes");
+    dnnl_stream_t s = NULL;
+    bool ok = dn.dnnl_stream_create(&s, dn_engine, dnnl_stream_default_flags) == dnnl_success &&
+              (e->pre.prim ? run_max_backward(e, s, a) : prim_run(&e->main, s, a, 0, NULL));
+    if (s) dn.dnnl_stream_destroy(s);
+    return ok ? KILN_OK : kiln_kernel_fail(a, KILN_ERR_INTERNAL, "dnnl: executing the primitive failed");
+}
+
+/* f32 operands and result, and a geometry oneDNN accepts (asking it once per shape). */
+static bool dn_supports(const kiln_node *n) {
+    const kiln_type *t[3] = {n->in[0]->type, n->n_in > 1 ? n->in[1]->type : NULL, n->out->type};
+    for (int i = 0; i < 3; i++)
+        if (t[i] && (t[i]->kind != KILN_TYPE_TENSOR || t[i]->dtype != KILN_F32 || t[i]->ndim != 4)) return false;
+    dn_geom g;
+    return dn_geom_make(n->op, n->attrs, t[0]->shape, t[1] ? t[1]->shape : NULL, t[2]->shape, &g) && dn_get(&g);
+}
+
+#define DN_IMPL(name, OP, prio) static const kiln_dialect_impl name = {KILN_OP_##OP, KILN_DIALECT_DNNL, prio, dn_supports, dn_kernel};
+DN_IMPL(dn_conv2d, CONV2D, 20)
+DN_IMPL(dn_conv2d_t, CONV2D_TRANSPOSE, 20)
+DN_IMPL(dn_conv2d_bw, CONV2D_BACKWARD_WEIGHT, 20)
+DN_IMPL(dn_max_pool, MAX_POOL2D, 20)
+DN_IMPL(dn_avg_pool, AVG_POOL2D, 20)
+DN_IMPL(dn_max_pool_bw, MAX_POOL2D_BACKWARD, 20)
+DN_IMPL(dn_avg_pool_bw, AVG_POOL2D_BACKWARD, 20)
+const kiln_dialect_impl *const kiln_dnnl_impls[] = {&dn_conv2d, &dn_conv2d_t, &dn_conv2d_bw, &dn_max_pool, &dn_avg_pool,
+                                                    &dn_max_pool_bw, &dn_avg_pool_bw, NULL};
+
+#else /* no oneDNN headers: the dialect reports why it is unavailable */
 const kiln_dialect_impl *const kiln_dnnl_impls[] = {NULL};
 
 bool kiln_dnnl_load(char *why, size_t why_size) {
-    snprintf(why, why_size, "not built yet");
+    snprintf(why, why_size, "built without oneDNN headers");
     return false;
 }
+#endif

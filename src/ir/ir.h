@@ -78,6 +78,7 @@ struct kiln_function {
     int infer_state;               /* 0 not started, 1 in progress, 2 done */
     bool liveness_ready;           /* nodes' dead lists are up to date */
     bool kernel;                   /* a fused group (printed `kernel @name`): one generated kernel */
+    void *vm_checked;              /* KILN_VM_CHECK: the compiled program (runtime/vm_check.c) */
 };
 
 struct kiln_module {

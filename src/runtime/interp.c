@@ -2,6 +2,7 @@
  * control flow and calls included; composite ops run through their decomposition. It also
  * backs eager single-op execution (kiln_op_run). */
 #include "ir/lexer.h"
+#include "runtime/vm.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -390,7 +391,13 @@ kiln_status kiln_function_run(kiln_function *f, int n_in, const kiln_value *in, 
                               f->params[i]->name ? f->params[i]->name : "?",
                               kiln_type_cstr(f->params[i]->type, want, sizeof want), got);
         }
-    return run_function(ctx, f, n_in, in, out, 0);
+    if (run_function(ctx, f, n_in, in, out, 0)) return kiln_error_status(ctx);
+    if (kiln_vm_check_enabled() && kiln_vm_check(f, n_in, in, *out)) {
+        kiln_value_release(*out);
+        out->kind = KILN_VALUE_NONE;
+        return kiln_error_status(ctx);
+    }
+    return KILN_OK;
 }
 
 /* ---- eager ------------------------------------------------------------------------------- */

@@ -1,0 +1,113 @@
+/* dialects.c — micro-benchmark of the library dialects: ms per call of the reference kernel,
+ * the blas and the dnnl implementation on the shapes that matter (LeNet-5, a ResNet 3x3 conv,
+ * MLP and GPT-ish matmuls), forward and backward. `make bench-dialects`; an optional argument
+ * keeps only the cases whose name contains it. */
+#include "dialects/dialect.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct bench_case {
+    const char *name, *params, *call;
+} bench_case;
+
+static const bench_case cases[] = {
+    /* LeNet-5 on 28x28, batch 64 */
+    {"lenet conv1 fwd", "%x: f32[64, 1, 28, 28], %w: f32[6, 1, 5, 5]", "conv2d(%x, %w, padding=[2, 2])"},
+    {"lenet conv1 dgrad", "%x: f32[64, 6, 28, 28], %w: f32[6, 1, 5, 5]", "conv2d_transpose(%x, %w, padding=[2, 2])"},
+    {"lenet conv1 wgrad", "%x: f32[64, 1, 28, 28], %dy: f32[64, 6, 28, 28]", "conv2d_backward_weight(%x, %dy, kernel=[5, 5], padding=[2, 2])"},
+    {"lenet pool1 max fwd", "%x: f32[64, 6, 28, 28]", "max_pool2d(%x, kernel=[2, 2])"},
+    {"lenet pool1 max bwd", "%x: f32[64, 6, 28, 28], %dy: f32[64, 6, 14, 14]", "max_pool2d_backward(%x, %dy, kernel=[2, 2])"},
+    {"lenet pool1 avg fwd", "%x: f32[64, 6, 28, 28]", "avg_pool2d(%x, kernel=[2, 2])"},
+    {"lenet pool1 avg bwd", "%dy: f32[64, 6, 14, 14]", "avg_pool2d_backward(%dy, kernel=[2, 2], input_size=[28, 28])"},
+    {"lenet conv2 fwd", "%x: f32[64, 6, 14, 14], %w: f32[16, 6, 5, 5]", "conv2d(%x, %w)"},
+    {"lenet conv2 dgrad", "%x: f32[64, 16, 10, 10], %w: f32[16, 6, 5, 5]", "conv2d_transpose(%x, %w)"},
+    {"lenet conv2 wgrad", "%x: f32[64, 6, 14, 14], %dy: f32[64, 16, 10, 10]", "conv2d_backward_weight(%x, %dy, kernel=[5, 5])"},
+    {"lenet pool2 max fwd", "%x: f32[64, 16, 10, 10]", "max_pool2d(%x, kernel=[2, 2])"},
+    {"lenet pool2 max bwd", "%x: f32[64, 16, 10, 10], %dy: f32[64, 16, 5, 5]", "max_pool2d_backward(%x, %dy, kernel=[2, 2])"},
+    /* ResNet basic block conv: 3x3, 64 -> 64, 56x56, batch 8 */
+    {"resnet conv3x3 fwd", "%x: f32[8, 64, 56, 56], %w: f32[64, 64, 3, 3]", "conv2d(%x, %w, padding=[1, 1])"},
+    {"resnet conv3x3 dgrad", "%x: f32[8, 64, 56, 56], %w: f32[64, 64, 3, 3]", "conv2d_transpose(%x, %w, padding=[1, 1])"},
+    {"resnet conv3x3 wgrad", "%x: f32[8, 64, 56, 56], %dy: f32[8, 64, 56, 56]", "conv2d_backward_weight(%x, %dy, kernel=[3, 3], padding=[1, 1])"},
+    /* matmuls: y = x @ w, then the backward's transposed forms dx = dy @ w^T, dw = x^T @ dy */
+    {"mm 128x784x512", "%a: f32[128, 784], %b: f32[784, 512]", "matmul(%a, %b)"},
+    {"mm 128x784x512 dx", "%a: f32[128, 512], %b: f32[784, 512]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm 128x784x512 dw", "%a: f32[128, 784], %b: f32[128, 512]", "matmul(%a, %b, transpose_a=true)"},
+    {"mm 128x512x512", "%a: f32[128, 512], %b: f32[512, 512]", "matmul(%a, %b)"},
+    {"mm 128x512x512 dx", "%a: f32[128, 512], %b: f32[512, 512]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm 128x512x512 dw", "%a: f32[128, 512], %b: f32[128, 512]", "matmul(%a, %b, transpose_a=true)"},
+    {"mm gpt 1024x256x768", "%a: f32[4, 256, 256], %b: f32[256, 768]", "matmul(%a, %b)"},
+    {"mm gpt 1024x256x768 dx", "%a: f32[4, 256, 768], %b: f32[256, 768]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm gpt 1024x256x768 dw", "%a: f32[1024, 256], %b: f32[1024, 768]", "matmul(%a, %b, transpose_a=true)"},
+};
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+/* Best ms per call of kernel k over runs filling about 0.3 s (at least 3, after one warm-up);
+ * negative if the kernel fails. */
+static double time_kernel(kiln_kernel_fn k, kiln_kernel_args *a) {
+    if (k(a) != KILN_OK) return -1;
+    double best = 1e300, start = now_ms();
+    for (int r = 0; r < 3 || (now_ms() - start < 300 && r < 1000); r++) {
+        double t0 = now_ms();
+        if (k(a) != KILN_OK) return -1;
+        double t = now_ms() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+static void bench(kiln_context *ctx, const bench_case *c) {
+    char text[1024];
+    snprintf(text, sizeof text, "def @f(%s) {\n let %%y = %s\n return %%y\n}\n", c->params, c->call);
+    kiln_module *m = kiln_module_parse(ctx, text, "bench.kir");
+    if (!m) {
+        printf("%-26s parse error: %s\n", c->name, kiln_error_message(ctx));
+        return;
+    }
+    kiln_node *n = kiln_module_function(m, "f")->body->first;
+    kiln_tensor *in[2] = {NULL, NULL}, *out = kiln_tensor_new(ctx, KILN_F32, n->out->type->ndim, n->out->type->shape);
+    for (int i = 0; i < n->n_in; i++) {
+        const kiln_type *t = n->in[i]->type;
+        in[i] = kiln_tensor_new(ctx, t->dtype, t->ndim, t->shape);
+        float *d = in[i] ? in[i]->data : NULL;
+        for (int64_t e = 0; d && e < in[i]->numel; e++) d[e] = (float)((e * 7919) % 1000) / 500.0f - 1.0f;
+    }
+    kiln_kernel_args a = {ctx, n->op, n->attrs, n->n_in, in, 1, &out, "bench"};
+    double ms[3] = {-1, -1, -1};
+    if (out && in[0] && (n->n_in < 2 || in[1])) {
+        ms[0] = time_kernel(kiln_op_info_get(n->op)->kernel, &a);
+        for (int d = KILN_DIALECT_BLAS; d <= KILN_DIALECT_DNNL; d++) {
+            kiln_dialect_id id = (kiln_dialect_id)d;
+            const kiln_dialect_impl *impl = kiln_dialect_pick(n, 1, &id);
+            if (impl) ms[d] = time_kernel(impl->kernel, &a);
+        }
+    }
+    printf("%-26s", c->name);
+    for (int i = 0; i < 3; i++) ms[i] < 0 ? printf(" %9s", "-") : printf(" %9.3f", ms[i]);
+    kiln_dialect_id all[] = {KILN_DIALECT_BLAS, KILN_DIALECT_DNNL};
+    const kiln_dialect_impl *pick = kiln_dialect_pick(n, 2, all);
+    printf("   %s\n", pick ? kiln_dialect_name(pick->dialect) : "c");
+    for (int i = 0; i < 2; i++) kiln_tensor_release(in[i]);
+    kiln_tensor_release(out);
+    kiln_module_free(m);
+}
+
+int main(int argc, char **argv) {
+    kiln_context *ctx = kiln_context_new();
+    for (int d = KILN_DIALECT_BLAS; d <= KILN_DIALECT_DNNL; d++) {
+        char why[256];
+        if (!kiln_dialect_available((kiln_dialect_id)d, why, sizeof why))
+            printf("dialect %s unavailable: %s\n", kiln_dialect_name((kiln_dialect_id)d), why);
+    }
+    printf("%-26s %9s %9s %9s   %s\n", "ms per call", "ref", "blas", "dnnl", "dispatch picks");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (argc < 2 || strstr(cases[i].name, argv[1])) bench(ctx, &cases[i]);
+    kiln_context_free(ctx);
+    return 0;
+}

@@ -1,0 +1,226 @@
+/* compile.c — kiln_compile: copies the function's module, runs the pass pipeline, lowers the
+ * result to VM code, plans its memory and builds its generated kernels; the program API
+ * (run, print, analyze, free). */
+#include "ops/cost.h"
+#include "runtime/vm.h"
+#include <stdlib.h>
+#include <string.h>
+
+kiln_compile_options kiln_compile_defaults(void) {
+    return (kiln_compile_options){.opt_level = 2, .dialects = NULL, .cache_dir = NULL, .debug = -1};
+}
+
+/* "blas,c" -> allowed dialects in order; every named one must exist and be available. */
+static kiln_status parse_dialects(kiln_pass_ctx *pc, const char *list) {
+    pc->n_dialects = 0;
+    if (!list) {
+        for (int d = KILN_DIALECT_COUNT - 1; d >= 0; d--) pc->dialects[pc->n_dialects++] = (kiln_dialect_id)d;
+        return KILN_OK;
+    }
+    for (const char *s = list; *s;) {
+        size_t len = strcspn(s, ", ");
+        if (len) {
+            int d = kiln_dialect_from_name(s, len);
+            char why[256] = "";
+            if (d < 0) return kiln_error(pc->ctx, KILN_ERR_VALUE, "unknown dialect '%.*s' (known: c, blas, dnnl)", (int)len, s);
+            if (!kiln_dialect_available((kiln_dialect_id)d, why, sizeof why))
+                return kiln_error(pc->ctx, KILN_ERR_UNSUPPORTED, "dialect '%.*s' is not available: %s", (int)len, s, why);
+            bool seen = false;
+            for (int i = 0; i < pc->n_dialects; i++) seen |= (int)pc->dialects[i] == d;
+            if (!seen) pc->dialects[pc->n_dialects++] = (kiln_dialect_id)d;
+        }
+        s += len;
+        s += strspn(s, ", ");
+    }
+    return KILN_OK;
+}
+
+void kiln_program_free(kiln_program *p) {
+    if (!p) return;
+    kiln_vm_instance_free(p->inst);
+    for (int i = 0; i < p->n_codes; i++) {
+        vm_code *c = p->codes[i];
+        free(c->slots), free(c->instr), free(c->loops), free(c);
+    }
+    free(p->codes);
+    for (int i = 0; i < p->n_gens && p->gens; i++) kiln_gen_kernel_free(&p->gens[i]);
+    free(p->gens), free(p->gen_fns), free(p->gen_funcs);
+    kiln_jit_lib_free(p->lib);
+    for (int i = 0; i < p->n_owned; i++) kiln_tensor_release(p->owned[i]);
+    free(p->owned), free(p->donate), free(p->donate_placed);
+    free(p->live_bytes), free(p->high_water);
+    free((char *)p->pc.cache_dir);
+    kiln_module_free(p->module);
+    free(p);
+}
+
+static kiln_status build_kernels(kiln_program *p) {
+    if (!p->n_gens) return KILN_OK;
+    p->gens = calloc((size_t)p->n_gens, sizeof *p->gens);
+    p->gen_fns = calloc((size_t)p->n_gens, sizeof *p->gen_fns);
+    if (!p->gens || !p->gen_fns) return kiln_error(p->ctx, KILN_ERR_OOM, "out of memory");
+    for (int i = 0; i < p->n_gens; i++)
+        if (kiln_codegen_c(p->ctx, p->gen_funcs[i], &p->gens[i])) return kiln_error_status(p->ctx);
+    return kiln_jit_build(p->ctx, p->pc.cache_dir, p->pc.debug, p->n_gens, p->gens, p->gen_fns, &p->lib);
+}
+
+static int env_debug(void) {
+    const char *e = getenv("KILN_DEBUG");
+    return e && *e ? atoi(e) : 0;
+}
+
+kiln_status kiln_compile(kiln_function *f, const kiln_compile_options *opt, kiln_program **out) {
+    kiln_context *ctx = f->module->ctx;
+    kiln_compile_options o = opt ? *opt : kiln_compile_defaults();
+    *out = NULL;
+    if (f->infer_state != 2 && kiln_module_infer(f->module)) return kiln_error_status(ctx);
+    kiln_program *p = calloc(1, sizeof *p);
+    if (!p) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    p->ctx = ctx;
+    p->pc = (kiln_pass_ctx){.ctx = ctx, .opt_level = o.opt_level, .debug = o.debug < 0 ? env_debug() : o.debug};
+    if (!(p->pc.cache_dir = kiln_jit_cache_dir(o.cache_dir))) goto oom;
+    if (parse_dialects(&p->pc, o.dialects)) goto fail;
+    if (o.n_donate > 0) {
+        p->donate = malloc(sizeof *p->donate * (size_t)o.n_donate);
+        p->donate_placed = calloc((size_t)o.n_donate, sizeof *p->donate_placed);
+        if (!p->donate || !p->donate_placed) goto oom;
+        memcpy(p->donate, o.donate, sizeof *p->donate * (size_t)o.n_donate);
+        p->n_donate = o.n_donate;
+    }
+    /* a private copy of the module: printed IR parses back exactly */
+    char *text = kiln_module_print(f->module, 0);
+    if (!text) goto oom;
+    p->module = kiln_module_parse(ctx, text, f->module->filename ? f->module->filename : "compiled");
+    kiln_free(text);
+    if (!p->module) goto fail;
+    p->pc.module = p->module;
+    kiln_function *main = kiln_module_function(p->module, f->name);
+    int n_funcs = p->module->n_funcs;
+    kiln_function **funcs = malloc(sizeof *funcs * (size_t)(n_funcs ? n_funcs : 1));
+    if (!funcs) goto oom;
+    memcpy(funcs, p->module->funcs, sizeof *funcs * (size_t)n_funcs);
+    /* the main function first; the others are reached only by calls that were not inlined */
+    kiln_status s = kiln_passes_run(&p->pc, main);
+    for (int i = 0; i < n_funcs && !s; i++)
+        if (funcs[i] != main && !funcs[i]->kernel) s = kiln_passes_run(&p->pc, funcs[i]);
+    free(funcs);
+    if (s || kiln_vm_build(p, main, &p->main)) goto fail;
+    for (int i = 0; i < p->n_codes; i++)
+        if (kiln_vm_plan(p, p->codes[i], p->codes[i] == p->main)) goto fail;
+    if (build_kernels(p)) goto fail;
+    if (p->pc.debug >= 1) {
+        char *listing = kiln_program_print(p);
+        fprintf(stderr, "---- compiled program ----\n%s", listing ? listing : "(out of memory)\n");
+        kiln_free(listing);
+    }
+    *out = p;
+    return KILN_OK;
+oom:
+    kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+fail:;
+    kiln_status st = kiln_error_status(ctx) ? kiln_error_status(ctx) : KILN_ERR_INTERNAL;
+    kiln_program_free(p);
+    return st;
+}
+
+kiln_status kiln_program_run(kiln_program *p, int n_in, const kiln_value *in, kiln_value *out) {
+    return kiln_vm_run(p, p->main, &p->inst, n_in, in, out, 0);
+}
+
+/* ---- printing ---------------------------------------------------------------------------- */
+static const char *const op_names[VM_OP_COUNT] = {"kernel", "gen", "copy", "jump", "jump_unless", "list_new",
+                                                   "list_push", "list_pop", "list_length", "call"};
+
+static void print_slot(kiln_buf *b, const vm_code *c, int s) {
+    const vm_slot *x = &c->slots[s], *r = &c->slots[x->storage];
+    kiln_buf_printf(b, "s%d", s);
+    switch (r->kind) {
+    case VM_SLOT_ARENA: kiln_buf_printf(b, "@%lld", (long long)r->offset); break;
+    case VM_SLOT_INPUT: kiln_buf_printf(b, "@in%d", r->input); break;
+    case VM_SLOT_CONST: kiln_buf_puts(b, "@const"); break;
+    case VM_SLOT_DYNAMIC: kiln_buf_puts(b, "@heap"); break;
+    default: break;
+    }
+}
+
+static void print_code(kiln_buf *b, const kiln_program *p, const vm_code *c) {
+    int n_gen = 0;
+    for (int i = 0; i < c->n_instr; i++) n_gen += c->instr[i].op == VM_GEN;
+    kiln_buf_printf(b, "program @%s: %d instructions, %d generated kernel calls, arena %lld bytes\n", c->f->name,
+                    c->n_instr, n_gen, (long long)c->arena_bytes);
+    kiln_buf_puts(b, "  inputs:");
+    for (int i = 0; i < c->n_in; i++) {
+        kiln_buf_puts(b, " ");
+        print_slot(b, c, c->in[i]);
+    }
+    kiln_buf_puts(b, "\n");
+    for (int i = 0; i < c->n_instr; i++) {
+        const vm_instr *I = &c->instr[i];
+        kiln_buf_printf(b, "  %4d  %-11s ", i, op_names[I->op]);
+        if (I->op == VM_GEN) kiln_buf_printf(b, "@%s", p->gen_funcs[I->gen]->name);
+        else if (I->op == VM_CALL) kiln_buf_printf(b, "@%s", I->callee->f->name);
+        else if (I->op == VM_KERNEL)
+            kiln_buf_printf(b, "%s%s%s", kiln_op_info_get(I->node->op)->name, I->node->impl ? "." : "",
+                            I->node->impl ? kiln_dialect_name(I->node->impl->dialect) : "");
+        if (I->op == VM_JUMP || I->op == VM_JUMP_UNLESS) kiln_buf_printf(b, "-> %d", I->target);
+        kiln_buf_puts(b, " (");
+        for (int k = 0; k < I->n_in; k++) {
+            if (k) kiln_buf_puts(b, ", ");
+            print_slot(b, c, I->in[k]);
+        }
+        kiln_buf_puts(b, ")");
+        if (I->n_out) {
+            kiln_buf_puts(b, " -> ");
+            for (int k = 0; k < I->n_out; k++) {
+                if (k) kiln_buf_puts(b, ", ");
+                print_slot(b, c, I->out[k]);
+            }
+        }
+        kiln_buf_puts(b, "\n");
+    }
+    kiln_buf_puts(b, "  outputs:");
+    for (int i = 0; i < c->n_out; i++) {
+        kiln_buf_puts(b, " ");
+        print_slot(b, c, c->out[i]);
+    }
+    kiln_buf_puts(b, "\n");
+}
+
+char *kiln_program_print(const kiln_program *p) {
+    kiln_buf b = {0};
+    char *ir = kiln_module_print(p->module, KILN_PRINT_TYPES);
+    if (ir) kiln_buf_puts(&b, ir);
+    kiln_free(ir);
+    for (int i = 0; i < p->n_codes; i++) {
+        kiln_buf_puts(&b, "\n");
+        print_code(&b, p, p->codes[i]);
+    }
+    for (int d = 0; d < p->n_donate; d++)
+        kiln_buf_printf(&b, "donated: output %d -> input %d (%s)\n", p->donate[d][0], p->donate[d][1],
+                        p->donate_placed[d] ? "in place" : "copied at the end");
+    return kiln_buf_take(&b);
+}
+
+/* ---- analysis ---------------------------------------------------------------------------- */
+kiln_status kiln_program_analyze(const kiln_program *p, kiln_analysis *a) {
+    const vm_code *c = p->main;
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < c->n_in; i++) {
+        const vm_slot *s = &c->slots[c->in[i]];
+        if (s->type->kind != KILN_TYPE_TENSOR) continue;
+        a->n_inputs++;
+        a->input_elements += s->bytes / (int64_t)kiln_dtype_size(s->dtype);
+        a->input_bytes += s->bytes;
+    }
+    for (int i = 0; i < c->n_instr; i++) {
+        const vm_instr *I = &c->instr[i];
+        if (I->op == VM_KERNEL || I->op == VM_GEN || I->op == VM_CALL) a->flops += kiln_node_flops(I->node);
+        a->n_kernels += I->op == VM_GEN;
+    }
+    a->arena_bytes = c->arena_bytes;
+    a->n_instructions = c->n_instr;
+    a->n_steps = c->n_instr;
+    a->live_bytes = p->live_bytes;
+    a->high_water = p->high_water;
+    return KILN_OK;
+}

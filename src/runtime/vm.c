@@ -1,0 +1,484 @@
+/* vm.c — runs VM code: an instance holds the arena and one tensor header per slot (made once;
+ * later runs only rebind the inputs), then instructions execute in order with jumps for
+ * control flow. Lists are the only values allocated while running. */
+#include "runtime/vm.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* A list: `n` elements of `width` leaves each (tensors; scalars as 0-d tensors). */
+typedef struct vm_list {
+    int refcount;
+    int n, cap, width;
+    kiln_tensor **items; /* n * width */
+} vm_list;
+
+struct vm_instance {
+    vm_code *code;
+    char *arena;
+    kiln_tensor *hdr;      /* per slot: its tensor header (never released: refcount stays >= 1) */
+    vm_list **lists;       /* per slot: list slots' values */
+    kiln_tensor **held;    /* per slot: the popped tensor an element slot views */
+    kiln_tensor **bound;   /* per input leaf: the caller's tensor this run */
+    kiln_tensor **tin;     /* scratch: kernel operands */
+    char **bufs;           /* scratch: generated kernels' buffers */
+    int *rebind;           /* slots whose data pointer follows an input */
+    int n_rebind;
+};
+
+/* ---- lists ------------------------------------------------------------------------------- */
+static vm_list *list_new(int width) {
+    vm_list *l = calloc(1, sizeof *l);
+    if (l) {
+        l->refcount = 1;
+        l->width = width;
+    }
+    return l;
+}
+
+static void list_release(vm_list *l) {
+    if (!l || --l->refcount > 0) return;
+    for (int i = 0; i < l->n * l->width; i++) kiln_tensor_release(l->items[i]);
+    free(l->items);
+    free(l);
+}
+
+static vm_list *list_clone(const vm_list *l) {
+    vm_list *c = list_new(l->width);
+    if (!c) return NULL;
+    int total = l->n * l->width;
+    c->items = malloc(sizeof *c->items * (size_t)(total ? total : 1));
+    if (!c->items) {
+        free(c);
+        return NULL;
+    }
+    for (int i = 0; i < total; i++) c->items[i] = kiln_tensor_retain(l->items[i]);
+    c->n = c->cap = l->n;
+    return c;
+}
+
+static bool list_reserve(vm_list *l, int n) {
+    if (n <= l->cap) return true;
+    int cap = l->cap ? l->cap * 2 : 8;
+    while (cap < n) cap *= 2;
+    kiln_tensor **items = realloc(l->items, sizeof *items * (size_t)cap * (size_t)l->width + 1);
+    if (!items) return false;
+    l->items = items;
+    l->cap = cap;
+    return true;
+}
+
+static void set_list(vm_instance *in, int s, vm_list *l) {
+    list_release(in->lists[s]);
+    in->lists[s] = l;
+}
+
+/* ---- instances ------------------------------------------------------------------------- */
+void kiln_vm_instance_free(vm_instance *inst) {
+    if (!inst) return;
+    vm_code *c = inst->code;
+    for (int i = 0; i < c->n_slots; i++) {
+        list_release(inst->lists[i]);
+        kiln_tensor_release(inst->held[i]);
+    }
+    kiln_mem_free(inst->arena);
+    free(inst->hdr), free(inst->lists), free(inst->held), free(inst->bound), free(inst->tin), free(inst->bufs);
+    free(inst->rebind);
+    free(inst);
+}
+
+static vm_instance *instance_new(kiln_context *ctx, vm_code *c) {
+    vm_instance *in = calloc(1, sizeof *in);
+    if (!in) return NULL;
+    in->code = c;
+    size_t ns = (size_t)c->n_slots + 1, nops = (size_t)c->max_operands + 1;
+    in->arena = kiln_mem_alloc((size_t)c->arena_bytes + 64);
+    in->hdr = calloc(ns, sizeof *in->hdr);
+    in->lists = calloc(ns, sizeof *in->lists);
+    in->held = calloc(ns, sizeof *in->held);
+    in->bound = calloc((size_t)c->n_in + 1, sizeof *in->bound);
+    in->tin = calloc(nops, sizeof *in->tin);
+    in->bufs = calloc(nops, sizeof *in->bufs);
+    in->rebind = calloc(ns, sizeof *in->rebind);
+    if (!in->arena || !in->hdr || !in->lists || !in->held || !in->bound || !in->tin || !in->bufs || !in->rebind) {
+        kiln_vm_instance_free(in);
+        kiln_error(ctx, KILN_ERR_OOM, "out of memory: the VM arena of @%s needs %lld bytes", c->f->name,
+                   (long long)c->arena_bytes);
+        return NULL;
+    }
+    for (int i = 0; i < c->n_slots; i++) {
+        const vm_slot *s = &c->slots[i];
+        kiln_tensor *h = &in->hdr[i];
+        h->refcount = 1;
+        h->dtype = s->dtype;
+        h->ndim = s->ndim;
+        memcpy(h->shape, s->shape, sizeof(int64_t) * (size_t)s->ndim);
+        h->numel = 1;
+        for (int d = 0; d < s->ndim; d++) h->numel *= s->shape[d];
+        const vm_slot *r = &c->slots[s->storage];
+        switch (r->kind) {
+        case VM_SLOT_ARENA: h->data = in->arena + r->offset; break;
+        case VM_SLOT_CONST: h->data = r->constant->data; break;
+        case VM_SLOT_INPUT: in->rebind[in->n_rebind++] = i; break;
+        default: break;
+        }
+    }
+    return in;
+}
+
+/* ---- inputs and results ------------------------------------------------------------------ */
+/* A list value (a tuple of elements of type elem) as a vm_list of flattened leaf tensors
+ * (scalars as 0-d tensors). KILN_ERR_TYPE (no message) when v does not have that shape. */
+static kiln_status list_from_value(kiln_context *ctx, kiln_value v, const kiln_type *elem, vm_list **out) {
+    *out = NULL;
+    if (v.kind != KILN_VALUE_TUPLE) return KILN_ERR_TYPE;
+    int width = kiln_vm_leaf_count(elem), n = kiln_value_tuple_size(v);
+    vm_list *l = list_new(width);
+    if (!l || !list_reserve(l, n)) {
+        list_release(l);
+        return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    }
+    for (int e = 0; e < n; e++) {
+        kiln_value flat[64], stack[64];
+        int nf = 0, sp = 0;
+        stack[sp++] = kiln_value_tuple_get(v, e);
+        while (sp && nf < 64) { /* depth-first, left to right */
+            kiln_value x = stack[--sp];
+            if (x.kind == KILN_VALUE_TUPLE)
+                for (int i = kiln_value_tuple_size(x) - 1; i >= 0 && sp < 64; i--) stack[sp++] = kiln_value_tuple_get(x, i);
+            else flat[nf++] = x;
+        }
+        if (nf != width) {
+            list_release(l);
+            return KILN_ERR_TYPE;
+        }
+        for (int i = 0; i < nf; i++) {
+            kiln_value x = flat[i];
+            kiln_tensor *tt;
+            if (x.kind == KILN_VALUE_TENSOR) tt = kiln_tensor_retain(x.tensor);
+            else {
+                kiln_dtype dt = x.kind == KILN_VALUE_INT ? KILN_I64 : x.kind == KILN_VALUE_FLOAT ? KILN_F64 : KILN_BOOL;
+                if ((tt = kiln_tensor_new(ctx, dt, 0, NULL))) {
+                    if (dt == KILN_I64) *(int64_t *)tt->data = x.i;
+                    else if (dt == KILN_F64) *(double *)tt->data = x.f;
+                    else *(uint8_t *)tt->data = x.b;
+                }
+            }
+            if (!tt) {
+                list_release(l);
+                return kiln_error_status(ctx);
+            }
+            l->items[l->n * width + i] = tt;
+        }
+        l->n++;
+    }
+    *out = l;
+    return KILN_OK;
+}
+
+/* Binds the caller's value v of type t to the leaves starting at *k. */
+static kiln_status bind_value(kiln_context *ctx, vm_instance *in, kiln_value v, const kiln_type *t, int *k, int param) {
+    vm_code *c = in->code;
+    char want[256], got[160];
+    bool ok;
+    switch (t->kind) {
+    case KILN_TYPE_TUPLE:
+        if (v.kind != KILN_VALUE_TUPLE || kiln_value_tuple_size(v) != t->n_elems) goto mismatch;
+        for (int i = 0; i < t->n_elems; i++)
+            if (bind_value(ctx, in, kiln_value_tuple_get(v, i), t->elems[i], k, param)) return kiln_error_status(ctx);
+        return KILN_OK;
+    case KILN_TYPE_TENSOR:
+        ok = v.kind == KILN_VALUE_TENSOR && v.tensor->dtype == t->dtype && v.tensor->ndim == t->ndim &&
+             (!t->ndim || !memcmp(v.tensor->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim));
+        if (!ok) goto mismatch;
+        in->bound[*k] = v.tensor;
+        (*k)++;
+        return KILN_OK;
+    case KILN_TYPE_SCALAR: {
+        void *d = in->hdr[c->in[*k]].data;
+        if (t->dtype == KILN_I64 && v.kind == KILN_VALUE_INT) *(int64_t *)d = v.i;
+        else if (t->dtype == KILN_F64 && v.kind == KILN_VALUE_FLOAT) *(double *)d = v.f;
+        else if (t->dtype == KILN_BOOL && v.kind == KILN_VALUE_BOOL) *(uint8_t *)d = v.b;
+        else goto mismatch;
+        (*k)++;
+        return KILN_OK;
+    }
+    case KILN_TYPE_LIST: {
+        vm_list *l;
+        kiln_status st = list_from_value(ctx, v, t->elems[0], &l);
+        if (st == KILN_ERR_TYPE) goto mismatch;
+        if (st) return st;
+        set_list(in, c->in[*k], l);
+        (*k)++;
+        return KILN_OK;
+    }
+    }
+mismatch:
+    switch (v.kind) {
+    case KILN_VALUE_TENSOR: {
+        char sb[160];
+        snprintf(got, sizeof got, "%s%s", kiln_dtype_name(v.tensor->dtype), kiln_shape_str(v.tensor->ndim, v.tensor->shape, sb, sizeof sb));
+        break;
+    }
+    case KILN_VALUE_INT: snprintf(got, sizeof got, "int"); break;
+    case KILN_VALUE_FLOAT: snprintf(got, sizeof got, "float"); break;
+    case KILN_VALUE_BOOL: snprintf(got, sizeof got, "bool"); break;
+    case KILN_VALUE_TUPLE: snprintf(got, sizeof got, "tuple of %d", kiln_value_tuple_size(v)); break;
+    default: snprintf(got, sizeof got, "none"); break;
+    }
+    return kiln_error(ctx, KILN_ERR_VALUE, "@%s: input %d (%%%s) must be %s, got %s", c->f->name, param,
+                      c->f->params[param]->name ? c->f->params[param]->name : "?", kiln_type_cstr(t, want, sizeof want), got);
+}
+
+static kiln_value scalar_of(const kiln_tensor *h) {
+    if (h->dtype == KILN_I64) return kiln_value_int(*(int64_t *)h->data);
+    if (h->dtype == KILN_F64) return kiln_value_float(*(double *)h->data);
+    return kiln_value_bool(*(uint8_t *)h->data != 0);
+}
+
+/* The value of type t made from tensors items[*k...] (a list element). */
+static kiln_value item_value(kiln_context *ctx, const kiln_type *t, kiln_tensor *const *items, int *k) {
+    if (t->kind == KILN_TYPE_TUPLE) {
+        kiln_value parts[64] = {{0}};
+        int n = t->n_elems < 64 ? t->n_elems : 64;
+        for (int i = 0; i < n; i++) parts[i] = item_value(ctx, t->elems[i], items, k);
+        kiln_value v = kiln_value_tuple(ctx, n, parts);
+        for (int i = 0; i < n; i++) kiln_value_release(parts[i]);
+        return v;
+    }
+    kiln_tensor *x = items[(*k)++];
+    if (t->kind == KILN_TYPE_SCALAR) return scalar_of(x);
+    return kiln_value_tensor(kiln_tensor_retain(x));
+}
+
+static kiln_value list_value(kiln_context *ctx, const vm_list *l, const kiln_type *elem) {
+    int n = l ? l->n : 0;
+    kiln_value *items = malloc(sizeof *items * (size_t)(n ? n : 1));
+    if (!items) return (kiln_value){.kind = KILN_VALUE_NONE};
+    for (int e = 0; e < n; e++) {
+        int k = 0;
+        items[e] = item_value(ctx, elem, l->items + e * l->width, &k);
+    }
+    kiln_value v = kiln_value_tuple(ctx, n, items);
+    for (int e = 0; e < n; e++) kiln_value_release(items[e]);
+    free(items);
+    return v;
+}
+
+/* The value of type t from the leaves at slots[*k...]: copies (results) or borrowed headers
+ * (arguments of a call). `owner` maps a result leaf to the input tensor it was donated to. */
+static kiln_value leaves_value(kiln_context *ctx, vm_instance *in, const kiln_type *t, const int *slots, int *k,
+                               bool copy, kiln_tensor *const *donated_to) {
+    vm_code *c = in->code;
+    if (t->kind == KILN_TYPE_TUPLE) {
+        kiln_value parts[256] = {{0}};
+        int n = t->n_elems < 256 ? t->n_elems : 256;
+        for (int i = 0; i < n; i++) parts[i] = leaves_value(ctx, in, t->elems[i], slots, k, copy, donated_to);
+        kiln_value v = kiln_value_tuple(ctx, n, parts);
+        for (int i = 0; i < n; i++) kiln_value_release(parts[i]);
+        return v;
+    }
+    int leaf = (*k)++, s = slots[leaf];
+    kiln_tensor *h = &in->hdr[s];
+    const vm_slot *r = &c->slots[c->slots[s].storage];
+    if (t->kind == KILN_TYPE_LIST) return list_value(ctx, in->lists[s], t->elems[0]);
+    if (t->kind == KILN_TYPE_SCALAR) return scalar_of(h);
+    if (!copy) return kiln_value_tensor(kiln_tensor_retain(h));
+    if (donated_to && donated_to[leaf]) return kiln_value_tensor(kiln_tensor_retain(donated_to[leaf]));
+    if (c->slots[s].kind == VM_SLOT_INPUT && r->kind == VM_SLOT_INPUT && s == r - c->slots && c->slots[s].input >= 0 &&
+        in->bound[c->slots[s].input] && in->bound[c->slots[s].input]->data == h->data && c->in[c->slots[s].input] == s)
+        return kiln_value_tensor(kiln_tensor_retain(in->bound[c->slots[s].input])); /* an input returned as is */
+    if (c->slots[s].kind == VM_SLOT_CONST) return kiln_value_tensor(kiln_tensor_retain(c->slots[s].constant));
+    if (c->slots[s].kind == VM_SLOT_DYNAMIC && in->held[s]) return kiln_value_tensor(kiln_tensor_retain(in->held[s]));
+    kiln_tensor *o = kiln_tensor_new(ctx, h->dtype, h->ndim, h->shape);
+    if (!o) return (kiln_value){.kind = KILN_VALUE_NONE};
+    memcpy(o->data, h->data, (size_t)c->slots[s].bytes);
+    return kiln_value_tensor(o);
+}
+
+/* ---- instructions ------------------------------------------------------------------------ */
+static kiln_tensor *leaf_tensor(kiln_context *ctx, const kiln_tensor *h) {
+    kiln_tensor *t = kiln_tensor_new(ctx, h->dtype, h->ndim, h->shape);
+    if (t) memcpy(t->data, h->data, (size_t)h->numel * kiln_dtype_size(h->dtype));
+    return t;
+}
+
+static kiln_status run_copy(vm_instance *in, const vm_instr *I, int pc) {
+    vm_code *c = in->code;
+    for (int k = 0; k < I->n_in; k++) {
+        int from = I->in[k], to = I->out[k];
+        if (c->slots[from].type->kind == KILN_TYPE_LIST) {
+            vm_list *l = in->lists[from];
+            if (c->slots[from].last == pc && c->slots[from].storage == from) in->lists[from] = NULL; /* moved */
+            else if (l) l->refcount++;
+            set_list(in, to, l);
+        } else if (in->hdr[to].data != in->hdr[from].data) {
+            memcpy(in->hdr[to].data, in->hdr[from].data, (size_t)c->slots[to].bytes);
+        }
+    }
+    return KILN_OK;
+}
+
+static kiln_status run_list(kiln_context *ctx, vm_instance *in, const vm_instr *I) {
+    vm_code *c = in->code;
+    if (I->op == VM_LIST_NEW) {
+        vm_list *l = list_new(kiln_vm_leaf_count(c->slots[I->out[0]].type->elems[0]));
+        if (!l) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+        set_list(in, I->out[0], l);
+        return KILN_OK;
+    }
+    vm_list *l = in->lists[I->in[0]];
+    if (!l) return kiln_error(ctx, KILN_ERR_INTERNAL, "op '%s' at %s: the list is unset", kiln_op_info_get(I->node->op)->name, I->where);
+    if (I->op == VM_LIST_LENGTH) {
+        *(int64_t *)in->hdr[I->out[0]].data = l->n;
+        return KILN_OK;
+    }
+    if (I->op == VM_LIST_POP && l->n == 0)
+        return kiln_error(ctx, KILN_ERR_VALUE, "op 'list_pop' at %s: the list is empty", I->where);
+    if (I->steal && l->refcount == 1) in->lists[I->in[0]] = NULL;
+    else if (!(l = list_clone(l))) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    if (I->op == VM_LIST_PUSH) {
+        if (!list_reserve(l, l->n + 1)) {
+            list_release(l);
+            return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+        }
+        for (int i = 0; i < l->width; i++) {
+            int s = I->in[1 + i];
+            kiln_tensor *t = in->held[s] && c->slots[s].kind == VM_SLOT_DYNAMIC ? kiln_tensor_retain(in->held[s])
+                                                                                : leaf_tensor(ctx, &in->hdr[s]);
+            if (!t) {
+                for (int j = 0; j < i; j++) kiln_tensor_release(l->items[l->n * l->width + j]);
+                list_release(l);
+                return kiln_error_status(ctx);
+            }
+            l->items[l->n * l->width + i] = t;
+        }
+        l->n++;
+        set_list(in, I->out[0], l);
+        return KILN_OK;
+    }
+    l->n--; /* pop: the element's leaves view the popped tensors */
+    for (int i = 0; i < l->width; i++) {
+        int s = I->out[1 + i];
+        kiln_tensor_release(in->held[s]);
+        in->held[s] = l->items[l->n * l->width + i]; /* ownership moves to the slot */
+        in->hdr[s].data = in->held[s]->data;
+    }
+    set_list(in, I->out[0], l);
+    return KILN_OK;
+}
+
+/* Writes value v of type t into the slots at slots[*k...] (a call's results). */
+static kiln_status store_value(kiln_context *ctx, vm_instance *in, kiln_value v, const kiln_type *t, const int *slots, int *k) {
+    if (t->kind == KILN_TYPE_TUPLE) {
+        for (int i = 0; i < t->n_elems; i++)
+            if (store_value(ctx, in, kiln_value_tuple_get(v, i), t->elems[i], slots, k)) return kiln_error_status(ctx);
+        return KILN_OK;
+    }
+    int o = slots[(*k)++];
+    kiln_tensor *h = &in->hdr[o];
+    if (t->kind == KILN_TYPE_LIST) {
+        vm_list *l;
+        kiln_status s = list_from_value(ctx, v, t->elems[0], &l);
+        if (s) return s == KILN_ERR_TYPE ? kiln_error(ctx, KILN_ERR_INTERNAL, "VM: a call returned a malformed list") : s;
+        set_list(in, o, l);
+    } else if (v.kind == KILN_VALUE_TENSOR) memcpy(h->data, v.tensor->data, (size_t)in->code->slots[o].bytes);
+    else if (v.kind == KILN_VALUE_INT) *(int64_t *)h->data = v.i;
+    else if (v.kind == KILN_VALUE_FLOAT) *(double *)h->data = v.f;
+    else if (v.kind == KILN_VALUE_BOOL) *(uint8_t *)h->data = v.b;
+    return KILN_OK;
+}
+
+static kiln_status run_call(kiln_program *p, vm_instance *in, const vm_instr *I, int depth) {
+    kiln_context *ctx = p->ctx;
+    vm_code *callee = I->callee;
+    kiln_function *g = callee->f;
+    kiln_value *args = calloc((size_t)g->n_params + 1, sizeof *args);
+    if (!args) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < g->n_params; i++) args[i] = leaves_value(ctx, in, g->params[i]->type, I->in, &k, false, NULL);
+    vm_instance *frame = NULL;
+    kiln_value res = {.kind = KILN_VALUE_NONE};
+    kiln_status s = kiln_vm_run(p, callee, &frame, g->n_params, args, &res, depth + 1);
+    kiln_vm_instance_free(frame);
+    for (int i = 0; i < g->n_params; i++) kiln_value_release(args[i]);
+    free(args);
+    if (s) return s;
+    k = 0;
+    s = store_value(ctx, in, res, g->ret, I->out, &k);
+    kiln_value_release(res);
+    return s;
+}
+
+kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_in, const kiln_value *args,
+                        kiln_value *out, int depth) {
+    kiln_context *ctx = p->ctx;
+    out->kind = KILN_VALUE_NONE;
+    if (depth > ctx->call_depth_limit)
+        return kiln_error(ctx, KILN_ERR_VALUE, "@%s: call depth exceeds %d (unbounded recursion?)", c->f->name, ctx->call_depth_limit);
+    if (n_in != c->f->n_params)
+        return kiln_error(ctx, KILN_ERR_VALUE, "@%s takes %d inputs, got %d", c->f->name, c->f->n_params, n_in);
+    if (!*instp && !(*instp = instance_new(ctx, c))) return kiln_error_status(ctx);
+    vm_instance *in = *instp;
+    int k = 0;
+    for (int i = 0; i < n_in; i++)
+        if (bind_value(ctx, in, args[i], c->f->params[i]->type, &k, i)) return kiln_error_status(ctx);
+    for (int i = 0; i < in->n_rebind; i++) {
+        int s = in->rebind[i];
+        in->hdr[s].data = in->bound[c->slots[c->slots[s].storage].input]->data;
+    }
+    kiln_status st = KILN_OK;
+    for (int pc = 0; pc < c->n_instr && !st;) {
+        const vm_instr *I = &c->instr[pc];
+        switch (I->op) {
+        case VM_KERNEL: {
+            for (int i = 0; i < I->n_in; i++) in->tin[i] = &in->hdr[I->in[i]];
+            for (int i = 0; i < I->n_out; i++) in->tin[I->n_in + i] = &in->hdr[I->out[i]];
+            kiln_kernel_args a = {ctx, I->node->op, I->node->attrs, I->n_in, in->tin, I->n_out, in->tin + I->n_in, I->where};
+            st = I->kernel(&a);
+            break;
+        }
+        case VM_GEN:
+            for (int i = 0; i < I->n_in; i++) in->bufs[i] = in->hdr[I->in[i]].data;
+            for (int i = 0; i < I->n_out; i++) in->bufs[I->n_in + i] = in->hdr[I->out[i]].data;
+            p->gen_fns[I->gen](in->bufs, p->gens[I->gen].params);
+            break;
+        case VM_COPY: st = run_copy(in, I, pc); break;
+        case VM_JUMP: pc = I->target; continue;
+        case VM_JUMP_UNLESS:
+            if (!*(const uint8_t *)in->hdr[I->in[0]].data) {
+                pc = I->target;
+                continue;
+            }
+            break;
+        case VM_LIST_NEW:
+        case VM_LIST_PUSH:
+        case VM_LIST_POP:
+        case VM_LIST_LENGTH: st = run_list(ctx, in, I); break;
+        case VM_CALL: st = run_call(p, in, I, depth); break;
+        default: st = kiln_error(ctx, KILN_ERR_INTERNAL, "VM: bad instruction %d", (int)I->op);
+        }
+        pc++;
+    }
+    if (!st) {
+        /* outputs donated to inputs but not planned into them are copied there now */
+        kiln_tensor *donated_to[256] = {0};
+        bool main = c == p->main;
+        for (int d = 0; main && d < p->n_donate; d++) {
+            int j = p->donate[d][0], i = p->donate[d][1];
+            if (j < 256) donated_to[j] = in->bound[i];
+            if (!p->donate_placed[d]) memcpy(in->bound[i]->data, in->hdr[c->out[j]].data, (size_t)c->slots[c->out[j]].bytes);
+        }
+        int leaf = 0;
+        *out = leaves_value(ctx, in, c->f->ret, c->out, &leaf, true, main && p->n_donate ? donated_to : NULL);
+        if (out->kind == KILN_VALUE_NONE) st = kiln_error_status(ctx) ? kiln_error_status(ctx) : kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    }
+    for (int i = 0; i < c->n_slots; i++) { /* lists and popped values are per run */
+        if (in->lists[i]) set_list(in, i, NULL);
+        if (in->held[i]) {
+            kiln_tensor_release(in->held[i]);
+            in->held[i] = NULL;
+        }
+    }
+    for (int i = 0; i < c->n_in; i++) in->bound[i] = NULL;
+    return st;
+}

@@ -1,0 +1,101 @@
+/* vm_check.c — the interpreter as the VM's oracle: with KILN_VM_CHECK=1 every
+ * kiln_function_run also compiles the function (once per function), runs the program on the
+ * same inputs and fails with a message naming the first result element that differs. */
+#include "runtime/vm.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool kiln_vm_check_enabled(void) {
+    const char *e = getenv("KILN_VM_CHECK");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+typedef struct checked { kiln_program *prog; int n_vars; } checked;
+
+static void checked_free(void *arg) {
+    checked *c = arg;
+    kiln_program_free(c->prog);
+    free(c);
+}
+
+/* Tolerances by dtype: generated and library kernels may sum in another order. */
+static double rel_tol(kiln_dtype dt) {
+    switch (dt) {
+    case KILN_F64: return 1e-9;
+    case KILN_F32: return 2e-4;
+    default: return 2e-2;
+    }
+}
+
+static kiln_status compare(kiln_context *ctx, const char *fn, kiln_value a, kiln_value b, int *leaf) {
+    if (a.kind != b.kind) return kiln_error(ctx, KILN_ERR_INTERNAL, "VM check @%s: result leaf %d: kinds differ", fn, *leaf);
+    switch (a.kind) {
+    case KILN_VALUE_TUPLE:
+        if (kiln_value_tuple_size(a) != kiln_value_tuple_size(b))
+            return kiln_error(ctx, KILN_ERR_INTERNAL, "VM check @%s: tuple sizes %d vs %d", fn, kiln_value_tuple_size(a),
+                              kiln_value_tuple_size(b));
+        for (int i = 0; i < kiln_value_tuple_size(a); i++)
+            if (compare(ctx, fn, kiln_value_tuple_get(a, i), kiln_value_tuple_get(b, i), leaf)) return kiln_error_status(ctx);
+        return KILN_OK;
+    case KILN_VALUE_TENSOR: {
+        const kiln_tensor *x = a.tensor, *y = b.tensor;
+        if (x->dtype != y->dtype || x->numel != y->numel)
+            return kiln_error(ctx, KILN_ERR_INTERNAL, "VM check @%s: result leaf %d: dtype or size differs", fn, *leaf);
+        bool is_float = x->dtype == KILN_F32 || x->dtype == KILN_F64 || x->dtype == KILN_F16 || x->dtype == KILN_BF16;
+        double tol = rel_tol(x->dtype);
+        for (int64_t i = 0; i < x->numel; i++) {
+            double u = kiln_load_f64(x->dtype, x->data, i), v = kiln_load_f64(y->dtype, y->data, i);
+            bool same = is_float ? (u == v || (isnan(u) && isnan(v)) || fabs(u - v) <= tol * (1.0 + fabs(u)))
+                                 : kiln_load_i64(x->dtype, x->data, i) == kiln_load_i64(y->dtype, y->data, i);
+            if (!same)
+                return kiln_error(ctx, KILN_ERR_INTERNAL, "VM check @%s: result leaf %d element %lld: interpreter %.9g, VM %.9g",
+                                  fn, *leaf, (long long)i, u, v);
+        }
+        (*leaf)++;
+        return KILN_OK;
+    }
+    case KILN_VALUE_INT: (*leaf)++; return a.i == b.i ? KILN_OK : kiln_error(ctx, KILN_ERR_INTERNAL, "VM check @%s: int %lld vs %lld", fn, (long long)a.i, (long long)b.i);
+    case KILN_VALUE_BOOL: (*leaf)++; return a.b == b.b ? KILN_OK : kiln_error(ctx, KILN_ERR_INTERNAL, "VM check @%s: bool differs", fn);
+    case KILN_VALUE_FLOAT:
+        (*leaf)++;
+        return a.f == b.f || fabs(a.f - b.f) <= 1e-9 * (1.0 + fabs(a.f)) || (isnan(a.f) && isnan(b.f))
+                   ? KILN_OK
+                   : kiln_error(ctx, KILN_ERR_INTERNAL, "VM check @%s: float %.17g vs %.17g", fn, a.f, b.f);
+    default: return KILN_OK;
+    }
+}
+
+kiln_status kiln_vm_check(kiln_function *f, int n_in, const kiln_value *in, kiln_value expected) {
+    kiln_context *ctx = f->module->ctx;
+    checked *c = f->vm_checked;
+    if (c && c->n_vars != f->n_vars) { /* the function changed since: compile again */
+        kiln_program_free(c->prog);
+        c->prog = NULL;
+    }
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c)) || !kiln_arena_on_free(&f->module->arena, checked_free, c)) {
+            free(c);
+            return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+        }
+        f->vm_checked = c;
+    }
+    if (!c->prog) {
+        c->n_vars = f->n_vars;
+        if (kiln_compile(f, NULL, &c->prog)) {
+            char msg[KILN_ERROR_MAX];
+            snprintf(msg, sizeof msg, "%s", kiln_error_message(ctx));
+            return kiln_error(ctx, kiln_error_status(ctx), "VM check @%s: compiling failed: %s", f->name, msg);
+        }
+    }
+    kiln_value got;
+    if (kiln_program_run(c->prog, n_in, in, &got)) {
+        char msg[KILN_ERROR_MAX];
+        snprintf(msg, sizeof msg, "%s", kiln_error_message(ctx));
+        return kiln_error(ctx, kiln_error_status(ctx), "VM check @%s: the VM failed where the interpreter did not: %s", f->name, msg);
+    }
+    int leaf = 0;
+    kiln_status s = compare(ctx, f->name, expected, got, &leaf);
+    kiln_value_release(got);
+    return s;
+}
