@@ -16,4 +16,7 @@ kiln_module *kiln_cli_load(kiln_context *ctx, const char *path);
 /* `kiln run FILE [-f NAME] INPUT... [-o PREFIX]`; argv[0] is "run". */
 int kiln_cli_run(kiln_context *ctx, int argc, char **argv);
 
+/* `kiln compile FILE ...` (prints the program) and `kiln analyze FILE ...` (analysis). */
+int kiln_cli_compile(kiln_context *ctx, int argc, char **argv, bool analyze);
+
 #endif /* KILN_CLI_H */

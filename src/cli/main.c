@@ -1,4 +1,5 @@
-/* main.c — the `kiln` command-line tool: dispatches to print, check, run, ops, help, version.
+/* main.c — the `kiln` command-line tool: dispatches to print, check, run, compile, analyze, ops,
+ * help, version.
  * Errors go to stderr as "kiln: ..." with exit status 1 (2 for usage errors). */
 #include "cli/cli.h"
 #include <errno.h>
@@ -20,6 +21,14 @@ static const char USAGE[] =
     "                      are .npy files or scalars int:3 float:0.5 bool:true; every output\n"
     "                      (tuples flattened) is written to PREFIX0.npy, PREFIX1.npy, ...\n"
     "                      (PREFIX defaults to \"out\")\n"
+    "                      --vm compiles the function and runs it on the VM instead\n"
+    "  compile FILE [-f NAME] [-O N] [--dialects LIST]\n"
+    "                      compile @main (or @NAME) and print the optimised IR, the VM\n"
+    "                      instructions with every buffer's arena offset, and the arena size\n"
+    "  analyze FILE [-f NAME] [-O N] [--dialects LIST] [--trace]\n"
+    "                      compile and report inputs (count, bytes), GFLOPs of one run, kernels\n"
+    "                      and the peak memory (= the arena); --trace adds the footprint per\n"
+    "                      instruction\n"
     "  ops                 list the operators: name, inputs, dtypes, fusion class, flags, attributes\n"
     "  help                show this text\n"
     "  version             show the version\n"
@@ -123,6 +132,8 @@ static int dispatch(kiln_context *ctx, int argc, char **argv) {
     if (!strcmp(cmd, "check")) return cmd_print(ctx, argc, argv, true);
     if (!strcmp(cmd, "run")) return kiln_cli_run(ctx, argc, argv);
     if (!strcmp(cmd, "ops")) return cmd_ops(argc, argv);
+    if (!strcmp(cmd, "compile")) return kiln_cli_compile(ctx, argc, argv, false);
+    if (!strcmp(cmd, "analyze")) return kiln_cli_compile(ctx, argc, argv, true);
     return kiln_cli_error(KILN_CLI_USAGE, "unknown command '%s'", cmd);
 }
 

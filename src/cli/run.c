@@ -1,5 +1,6 @@
-/* run.c — `kiln run`: runs one function of an IR file on the interpreter with inputs from .npy
- * files and scalar arguments (int:3, float:0.5, bool:true), and writes each output to a .npy. */
+/* run.c — `kiln run`: runs one function of an IR file on the interpreter (or, with --vm, compiled)
+ * with inputs from .npy files and scalar arguments (int:3, float:0.5, bool:true), and writes each
+ * output to a .npy. */
 #include "cli/cli.h"
 #include "core/core.h"
 #include <errno.h>
@@ -10,6 +11,7 @@
 
 typedef struct run_args {
     const char *file, *func, *prefix;
+    bool vm; /* --vm: compile, then run the program */
     int n_in;
     const char **in; /* .npy paths or scalar arguments, in parameter order */
 } run_args;
@@ -23,6 +25,8 @@ static int parse_args(int argc, char **argv, run_args *a) {
         } else if (options && (!strcmp(s, "-f") || !strcmp(s, "-o"))) {
             if (++i == argc) return kiln_cli_error(KILN_CLI_USAGE, "option %s needs a value", s);
             *(s[1] == 'f' ? &a->func : &a->prefix) = argv[i];
+        } else if (options && !strcmp(s, "--vm")) {
+            a->vm = true;
         } else if (options && s[0] == '-' && s[1]) {
             return kiln_cli_error(KILN_CLI_USAGE, "unknown option '%s' for 'run'", s);
         } else if (!a->file) {
@@ -159,7 +163,11 @@ int kiln_cli_run(kiln_context *ctx, int argc, char **argv) {
     if (rc == KILN_CLI_OK) rc = load_tensors(ctx, &a, in);
     if (rc == KILN_CLI_OK) {
         kiln_value out;
-        if (kiln_function_run(f, a.n_in, in, &out) != KILN_OK) {
+        kiln_program *p = NULL;
+        kiln_status st = a.vm ? kiln_compile(f, NULL, &p) : KILN_OK;
+        if (!st) st = a.vm ? kiln_program_run(p, a.n_in, in, &out) : kiln_function_run(f, a.n_in, in, &out);
+        kiln_program_free(p);
+        if (st != KILN_OK) {
             rc = kiln_cli_fail(ctx);
         } else {
             int next = 0;

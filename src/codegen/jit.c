@@ -1,6 +1,7 @@
 /* jit.c — compiling generated kernels with the system C compiler into a shared object, cached on
  * disk as <cache>/<hash>.so (hash of sources, compiler and flags; checked after dlopen through
  * the embedded kiln_cache_key), and loading them with dlopen. */
+#define _GNU_SOURCE /* RTLD_NODELETE, RTLD_NOLOAD */
 #include "codegen/codegen.h"
 #include <dlfcn.h>
 #include <errno.h>
@@ -81,6 +82,14 @@ static void *open_checked(const char *path, const char *key, int n, const kiln_g
     }
     if (!ok) dlclose(h);
     return ok ? h : NULL;
+}
+
+/* Pins the OpenMP runtime a kernel library pulled in: its idle worker threads outlive the
+ * library, so the runtime must never be unloaded with it. */
+static void pin_openmp(void) {
+    static const char *const NAMES[] = {"libgomp.so.1", "libomp.so", "libomp.so.5", "libiomp5.so"};
+    for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
+        dlopen(NAMES[i], RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE | RTLD_GLOBAL);
 }
 
 /* Runs the compiler on src into out; its stdout and stderr go to log. Returns the exit status,
@@ -206,6 +215,7 @@ kiln_status kiln_jit_build(kiln_context *ctx, const char *cache_dir, int debug, 
         unlink(e[k].log); /* retry without OpenMP */
     }
     if (h) {
+        pin_openmp();
         *lib = malloc(sizeof **lib);
         if (!*lib) {
             dlclose(h);

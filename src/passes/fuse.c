@@ -48,14 +48,16 @@ typedef struct fuse_state {
     int n_work, cap_work;
 } fuse_state;
 
-/* Grows *p (cap elements of size elem) to hold need elements; false when out of memory. */
-static bool grow(void *p, int *cap, int need, size_t elem) {
+/* Grows the array whose address is `array` (cap elements of size elem) to hold need elements;
+ * false when out of memory. The pointer moves through memcpy: `array` may point to any T *. */
+static bool grow(void *array, int *cap, int need, size_t elem) {
     if (need <= *cap) return true;
     int c = *cap ? *cap : 16;
     while (c < need) c *= 2;
-    void *q = realloc(*(void **)p, elem * (size_t)c);
-    if (!q) return false;
-    *(void **)p = q;
+    void *p;
+    memcpy(&p, array, sizeof p);
+    if (!(p = realloc(p, elem * (size_t)c))) return false;
+    memcpy(array, &p, sizeof p);
     *cap = c;
     return true;
 }

@@ -252,7 +252,7 @@ TEST(codegen_scalars_and_literals) {
                  "  let %e = subtract(%n, %x)\n  let %f = mod(%x, 7)\n  let %g = floor_divide(-7, %x)\n"
                  "  return %a, %c, %d, %e, %f, %g\n}\n"
                  "kernel @s3(%x: bool[6], %n: int, %y: bf16[2, 6]) {\n"
-                 "  let %c = logical_and(%x, true)\n  let %d = multiply(%y, %x)\n"
+                 "  let %c = logical_and(%x, true)\n  let %d = where(%c, %y, -2)\n"
                  "  let %e = cast(%n, dtype=f16)\n  let %f = add(%d, %e)\n"
                  "  return %d, %f\n}\n"
                  "kernel @s4(%x: f64[1000, 70], %s: float) {\n"

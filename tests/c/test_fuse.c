@@ -334,3 +334,27 @@ TEST(fuse_in_the_pass_pipeline) {
     kiln_module_free(m1);
     kiln_context_free(ctx);
 }
+
+TEST(fuse_scalars_dead_values_and_the_operand_limit) {
+    /* a float scalar parameter is a kernel parameter; an int scalar op is not fused */
+    CHECK_FUSE("def @f(%x: f32[5], %lr: float, %k: int) {\n let %k2 = add(%k, 1)\n let %a = multiply(%x, %lr)\n"
+               " let %b = add(%a, %k2)\n return %b\n}",
+               "f: add f.k0 | f.k0 3>1: multiply add");
+    /* a value nobody reads is still a result (its group computes what the original did) */
+    CHECK_FUSE("def @f(%x: f32[5]) {\n let %a = exp(%x)\n let %b = neg(%x)\n return %b\n}",
+               "f: f.k0 f.k1 | f.k0 1>1: exp | f.k1 1>1: neg");
+    /* exp and 300 chained binary adds: at most 256 operands per group, so exp + 127 adds, 128
+     * adds, 45 adds */
+    kiln_buf b = {0}, e = {0};
+    kiln_buf_puts(&b, "def @f(%x: f32[3]) {\n let %v0 = exp(%x)\n");
+    kiln_buf_puts(&e, "f: f.k0 f.k1 f.k2 | f.k0 1>1: exp");
+    for (int i = 1; i <= 300; i++) {
+        kiln_buf_printf(&b, " let %%v%d = add(%%v%d, %%x)\n", i, i - 1);
+        kiln_buf_puts(&e, i == 128 ? " | f.k1 2>1: add" : i == 256 ? " | f.k2 2>1: add" : " add");
+    }
+    kiln_buf_puts(&b, " return %v300\n}");
+    char *text = kiln_buf_take(&b), *expect = kiln_buf_take(&e);
+    CHECK_INT(check_fuse(__FILE__, __LINE__, text, expect, NULL), 3);
+    free(text);
+    free(expect);
+}
