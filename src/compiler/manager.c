@@ -32,6 +32,7 @@ const kiln_pass kiln_passes[] = {
     {"simplify", kiln_pass_simplify, 1},
     {"fold", kiln_pass_fold, 1},
     {"cse", kiln_pass_cse, 1},
+    {"simplify", kiln_pass_simplify, 1}, /* identities that folding and CSE exposed */
     {"dce", kiln_pass_remove_dead, 0},
     {"dispatch", kiln_pass_dispatch, 0},
     {"fuse", kiln_pass_fuse, 2},

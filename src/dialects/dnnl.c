@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- the library ---------------------------------------------------------------------------- */
 /* Every function used, resolved by dlsym into dn (called as dn.name). */
@@ -344,14 +345,23 @@ static bool dn_supports(const kiln_node *n) {
     return dn_geom_make(n->op, n->attrs, t[0]->shape, t[1] ? t[1]->shape : NULL, t[2]->shape, &g) && dn_get(&g);
 }
 
-#define DN_IMPL(name, OP, prio) static const kiln_dialect_impl name = {KILN_OP_##OP, KILN_DIALECT_DNNL, prio, dn_supports, dn_kernel};
-DN_IMPL(dn_conv2d, CONV2D, 20)
-DN_IMPL(dn_conv2d_t, CONV2D_TRANSPOSE, 20)
-DN_IMPL(dn_conv2d_bw, CONV2D_BACKWARD_WEIGHT, 20)
-DN_IMPL(dn_max_pool, MAX_POOL2D, 20)
-DN_IMPL(dn_avg_pool, AVG_POOL2D, 20)
-DN_IMPL(dn_max_pool_bw, MAX_POOL2D_BACKWARD, 20)
-DN_IMPL(dn_avg_pool_bw, AVG_POOL2D_BACKWARD, 20)
+/* max_pool2d_backward runs oneDNN's forward (for the workspace) and then its backward, which
+ * pays only with threads to spare. Measured (bench/dialects.c, ms, LeNet batch 64, pool1 / pool2):
+ * 16 cores: dnnl 0.171 / 0.045, reference 0.412 / 0.155; 2 cores: dnnl 0.811 / 0.170, reference
+ * 0.410 / 0.156. So it is taken with at least 4 CPUs online only. */
+static bool dn_max_pool_bw_supports(const kiln_node *n) { return sysconf(_SC_NPROCESSORS_ONLN) >= 4 && dn_supports(n); }
+
+/* Priorities: oneDNN beat both the reference and blas's im2col + sgemm on every convolution and
+ * pool measured (the table is in bench/dialects.c), so it outranks blas (10). */
+#define DN_IMPL(name, OP, supports) \
+    static const kiln_dialect_impl name = {KILN_OP_##OP, KILN_DIALECT_DNNL, 20, supports, dn_kernel};
+DN_IMPL(dn_conv2d, CONV2D, dn_supports)
+DN_IMPL(dn_conv2d_t, CONV2D_TRANSPOSE, dn_supports)
+DN_IMPL(dn_conv2d_bw, CONV2D_BACKWARD_WEIGHT, dn_supports)
+DN_IMPL(dn_max_pool, MAX_POOL2D, dn_supports)
+DN_IMPL(dn_avg_pool, AVG_POOL2D, dn_supports)
+DN_IMPL(dn_max_pool_bw, MAX_POOL2D_BACKWARD, dn_max_pool_bw_supports)
+DN_IMPL(dn_avg_pool_bw, AVG_POOL2D_BACKWARD, dn_supports)
 const kiln_dialect_impl *const kiln_dnnl_impls[] = {&dn_conv2d, &dn_conv2d_t, &dn_conv2d_bw, &dn_max_pool, &dn_avg_pool,
                                                     &dn_max_pool_bw, &dn_avg_pool_bw, NULL};
 

@@ -1,7 +1,6 @@
-/* fuse.c — the fusion pass: groups the nodes generated C computes (kiln_codegen_supports, no
- * library impl) into `kernel` functions, each called once where its last member was; the group
- * forms are exactly those codegen lowers (codegen.h): same-shape elementwise, or one reduction
- * with its elementwise producers and consumers. */
+/* fuse.c — the fusion pass: groups the nodes generated C computes (no library impl) into
+ * `kernel` functions called where their last member was, in the two forms codegen lowers:
+ * same-shape elementwise, or one reduction with elementwise producers and consumers. */
 #include "codegen/codegen.h"
 #include "compiler/compiler.h"
 #include "passes/passes.h"
@@ -35,6 +34,8 @@ typedef struct fuse_state {
     kiln_pass_ctx *pc;
     kiln_function *f;
     int *idx, n_idx;              /* var id -> index of its node in the current region, or -1 */
+    kiln_var **repl;              /* var id -> what replaces a member's value read outside */
+    int cap_repl;
     kiln_var **map;               /* cloner map over f's var ids (all NULL between groups) */
     int n_map;
     kiln_node **nodes;            /* the current region's nodes, in order */
@@ -71,22 +72,23 @@ static bool same_shape(const kiln_type *a, const kiln_type *b) {
     return a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof *a->shape * (size_t)a->ndim);
 }
 
-typedef void (*fuse_use_fn)(fuse_state *s, const kiln_var *v, int user_group);
+/* Visits one read: the slot holding the variable read (an input or a yielded value). */
+typedef void (*fuse_use_fn)(fuse_state *s, kiln_var **slot, int user_group);
 
-static void visit_vars(fuse_state *s, int n, kiln_var *const *vars, int user_group, fuse_use_fn fn) {
-    for (int i = 0; i < n; i++) fn(s, vars[i], user_group);
+static void visit_vars(fuse_state *s, int n, kiln_var **vars, int user_group, fuse_use_fn fn) {
+    for (int i = 0; i < n; i++) fn(s, &vars[i], user_group);
 }
 
-/* Calls fn on every variable node n reads: its inputs and, for if / while, the inputs and
- * yields of every node inside its regions (a walk with no recursion: it climbs back through
- * each region's owner). */
-static void for_each_use(fuse_state *s, const kiln_node *n, int user_group, fuse_use_fn fn) {
+/* Calls fn on every read by node n: its inputs and, for if / while, the inputs and yields of
+ * every node inside its regions (a walk with no recursion: it climbs back through each
+ * region's owner). */
+static void for_each_use(fuse_state *s, kiln_node *n, int user_group, fuse_use_fn fn) {
     visit_vars(s, n->n_in, n->in, user_group, fn);
-    const kiln_node *x = n;
+    kiln_node *x = n;
     int k = 0; /* next region of x to enter */
     for (;;) {
         if (k < x->n_regions) {
-            const kiln_region *r = x->regions[k];
+            kiln_region *r = x->regions[k];
             if (r->first) {
                 x = r->first, k = 0;
                 visit_vars(s, x->n_in, x->in, user_group, fn);
@@ -100,7 +102,7 @@ static void for_each_use(fuse_state *s, const kiln_node *n, int user_group, fuse
             x = x->next, k = 0;
             visit_vars(s, x->n_in, x->in, user_group, fn);
         } else {
-            const kiln_region *r = x->parent;
+            kiln_region *r = x->parent;
             visit_vars(s, r->n_results, r->results, user_group, fn);
             x = r->owner;
             k = x->regions[0] == r ? 1 : 2;
@@ -108,10 +110,15 @@ static void for_each_use(fuse_state *s, const kiln_node *n, int user_group, fuse
     }
 }
 
-static void count_use(fuse_state *s, const kiln_var *v, int user_group) {
+static void count_use(fuse_state *s, kiln_var **slot, int user_group) {
     (void)user_group;
-    int i = def_index(s, v);
+    int i = def_index(s, *slot);
     if (i >= 0) s->info[i].uses++;
+}
+
+static void replace_use(fuse_state *s, kiln_var **slot, int user_group) {
+    (void)user_group;
+    if (def_index(s, *slot) >= 0 && s->repl[(*slot)->id]) *slot = s->repl[(*slot)->id];
 }
 
 static int find(fuse_state *s, int g) {
@@ -131,7 +138,8 @@ static int group_of(fuse_state *s, const kiln_var *v) {
 /* A read by a node of group user_group (-1: unfused, or the region's yield): inside the value's
  * own group it is internal; otherwise the value becomes a group result and its group closes, so
  * that the group's call (placed at its last member) comes before this read. */
-static void note_use(fuse_state *s, const kiln_var *v, int user_group) {
+static void note_use(fuse_state *s, kiln_var **slot, int user_group) {
+    const kiln_var *v = *slot;
     int g = group_of(s, v);
     if (g < 0) return;
     if (g == user_group) {
@@ -226,7 +234,8 @@ static kiln_function *new_kernel(fuse_state *s) {
 /* Replaces group g's members in region r by a call of a new kernel function computing them:
  * its parameters are the values the members read from outside the group (literals stay inline),
  * its results the members' values read outside (or by nobody); the call sits where the last
- * member was and several results come back as a tuple taken apart with `get`. */
+ * member was and several results come back as a tuple taken apart with `get` (s->repl says
+ * which value stands for each result). */
 static kiln_status emit_group(fuse_state *s, kiln_region *r, int g) {
     kiln_context *ctx = s->pc->ctx;
     const fuse_group *G = &s->groups[g];
@@ -241,6 +250,7 @@ static kiln_status emit_group(fuse_state *s, kiln_region *r, int g) {
     for (int i = G->head; i >= 0; i = s->info[i].next) {
         kiln_node *n = s->nodes[i];
         for (int j = 0; j < n->n_in; j++) {
+            replace_use(s, &n->in[j], -1); /* a result of a group emitted before */
             kiln_var *v = n->in[j];
             int d = def_index(s, v);
             if (v->kind == KILN_VAR_LITERAL || (d >= 0 && s->info[d].group == g) || s->map[v->id]) continue;
@@ -265,11 +275,12 @@ static kiln_status emit_group(fuse_state *s, kiln_region *r, int g) {
     if (kiln_region_yield(k->body, n_outs, res)) return kiln_error_status(ctx);
     k->ret = n_outs == 1 ? types[0] : kiln_type_tuple_a(&s->pc->module->arena, n_outs, types);
     k->infer_state = 2;
+    if (!k->ret) return kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
     for (int j = 0; j < n_args; j++) s->map[s->args[j]->id] = NULL;
     for (const kiln_node *n = moved->first; n; n = n->next) s->map[n->out->id] = NULL;
 
     kiln_node *call = kiln_node_new(r, KILN_OP_CALL, n_args, s->args);
-    if (!k->ret || !call) return kiln_error_status(ctx);
+    if (!call) return kiln_error_status(ctx);
     call->callee = k;
     call->line = last->line, call->col = last->col;
     kiln_region_insert_before(r, after, call);
@@ -279,7 +290,7 @@ static kiln_status emit_group(fuse_state *s, kiln_region *r, int g) {
         kiln_var *v = n_outs == 1 ? call->out : kiln_build(&b, KILN_OP_GET, 1, &call->out, "index=%d", j);
         if (!v) return kiln_error_status(ctx);
         v->name = s->outs[j]->name;
-        kiln_replace_uses(r, after, s->outs[j], v);
+        s->repl[s->outs[j]->id] = v;
     }
     return KILN_OK;
 }
@@ -288,9 +299,11 @@ static kiln_status emit_group(fuse_state *s, kiln_region *r, int g) {
  * the regions nested in r. */
 static kiln_status fuse_region(fuse_state *s, kiln_region *r) {
     kiln_context *ctx = s->pc->ctx;
-    int old_idx = s->n_idx;
-    if (!grow(&s->idx, &s->n_idx, s->f->n_vars, sizeof *s->idx)) return kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
+    int old_idx = s->n_idx, old_repl = s->cap_repl;
+    if (!grow(&s->idx, &s->n_idx, s->f->n_vars, sizeof *s->idx) || !grow(&s->repl, &s->cap_repl, s->n_idx, sizeof *s->repl))
+        return kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
     for (int i = old_idx; i < s->n_idx; i++) s->idx[i] = -1;
+    memset(s->repl + old_repl, 0, sizeof *s->repl * (size_t)(s->cap_repl - old_repl));
     s->n_nodes = s->n_groups = 0;
     for (kiln_node *n = r->first; n; n = n->next) {
         if (!grow(&s->nodes, &s->cap_nodes, s->n_nodes + 1, sizeof *s->nodes) ||
@@ -306,7 +319,7 @@ static kiln_status fuse_region(fuse_state *s, kiln_region *r) {
     visit_vars(s, r->n_results, r->results, -1, count_use);
     kiln_status st = KILN_OK;
     for (int i = 0; i < s->n_nodes && !st; i++) {
-        const kiln_node *n = s->nodes[i];
+        kiln_node *n = s->nodes[i];
         int g = -1;
         if (kiln_codegen_supports(n) && !n->impl && (g = join(s, i)) < 0) st = kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
         for_each_use(s, n, g, note_use);
@@ -321,7 +334,12 @@ static kiln_status fuse_region(fuse_state *s, kiln_region *r) {
     }
     for (int i = 0; i < s->n_nodes && !st; i++) /* in the order of the calls: kernel names follow it */
         if (s->info[i].group >= 0 && s->groups[s->info[i].group].last == i) st = emit_group(s, r, s->info[i].group);
-    for (int i = 0; i < s->n_nodes; i++) s->idx[s->nodes[i]->out->id] = -1;
+    for (kiln_node *n = r->first; n && !st; n = n->next) for_each_use(s, n, -1, replace_use);
+    if (!st) visit_vars(s, r->n_results, r->results, -1, replace_use);
+    for (int i = 0; i < s->n_nodes; i++) {
+        s->idx[s->nodes[i]->out->id] = -1;
+        s->repl[s->nodes[i]->out->id] = NULL;
+    }
     return st;
 }
 
@@ -334,6 +352,7 @@ kiln_status kiln_pass_fuse(kiln_pass_ctx *pc, kiln_function *f) {
     for (int w = 0; w < s.n_work && !st; w++) st = fuse_region(&s, s.work[w]); /* outer regions first */
     f->liveness_ready = false;
     free(s.idx);
+    free(s.repl);
     free(s.map);
     free(s.nodes);
     free(s.info);

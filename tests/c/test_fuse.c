@@ -71,12 +71,19 @@ static bool all_fused(const kiln_region *r) {
     return true;
 }
 
-/* Every kernel of m keeps codegen's contract and every other function is fully fused. */
+/* Every kernel of m keeps codegen's contract (and kiln_codegen_c lowers it) and every other
+ * function is fully fused. */
 static void check_kernels(const char *file, int line, const kiln_module *m) {
-    for (int i = 0; i < m->n_funcs; i++)
-        if (m->funcs[i]->kernel ? !kernel_ok(m->funcs[i]) : !all_fused(m->funcs[i]->body))
-            test_fail(file, line, "@%s: %s", m->funcs[i]->name,
-                      m->funcs[i]->kernel ? "not a group form codegen accepts" : "a generated-C op is left unfused");
+    for (int i = 0; i < m->n_funcs; i++) {
+        const kiln_function *f = m->funcs[i];
+        kiln_gen_kernel k;
+        if (!f->kernel ? !all_fused(f->body) : !kernel_ok(f))
+            test_fail(file, line, "@%s: %s", f->name, f->kernel ? "not a group form codegen accepts" : "a generated-C op is left unfused");
+        else if (f->kernel && kiln_codegen_c(m->ctx, f, &k))
+            test_fail(file, line, "@%s: codegen: %s", f->name, kiln_error_message(m->ctx));
+        else if (f->kernel)
+            kiln_gen_kernel_free(&k);
+    }
 }
 
 /* Runs kiln_pass_fuse on m's @f and checks that the module verifies. */

@@ -40,17 +40,10 @@ static bool value_same(kiln_value a, kiln_value b) {
     }
 }
 
-/* Parses text, runs @f, applies the passes named in `passes` ("simplify,fold,cse,dce"), checks
- * the IR verifies and @f gives bit-identical results; returns the printed IR after (caller
- * frees; NULL after a failure). */
-#define APPLY(ctx, text, passes) apply(__FILE__, __LINE__, (ctx), (text), (passes))
-static char *apply(const char *file, int line, kiln_context *ctx, const char *text, const char *passes) {
-    kiln_module *m = kiln_module_parse(ctx, text, "t.kir");
-    if (!m) {
-        test_fail(file, line, "parse: %s", kiln_error_message(ctx));
-        return NULL;
-    }
-    kiln_function *f = kiln_module_function(m, "f");
+/* Runs f, applies the passes named in `passes` ("decompose,simplify,fold,cse,dce"), checks the
+ * IR verifies and f gives bit-identical results; returns the printed IR after (caller frees;
+ * NULL after a failure). m stays the caller's. */
+static char *apply_to(const char *file, int line, kiln_context *ctx, kiln_module *m, kiln_function *f, const char *passes) {
     kiln_value in[16], before = {0}, after = {0};
     int n = f->n_params;
     for (int i = 0; i < n; i++) in[i] = make_input(ctx, f->params[i]->type, i);
@@ -62,10 +55,11 @@ static char *apply(const char *file, int line, kiln_context *ctx, const char *te
     kiln_pass_ctx pc = {.ctx = ctx, .module = m, .opt_level = 2};
     for (const char *p = passes; *p;) {
         size_t len = strcspn(p, ",");
-        kiln_status s = !strncmp(p, "simplify", len) ? kiln_pass_simplify(&pc, f)
-                        : !strncmp(p, "fold", len)   ? kiln_pass_fold(&pc, f)
-                        : !strncmp(p, "cse", len)    ? kiln_pass_cse(&pc, f)
-                                                     : kiln_pass_remove_dead(&pc, f);
+        kiln_status s = !strncmp(p, "simplify", len)    ? kiln_pass_simplify(&pc, f)
+                        : !strncmp(p, "fold", len)      ? kiln_pass_fold(&pc, f)
+                        : !strncmp(p, "cse", len)       ? kiln_pass_cse(&pc, f)
+                        : !strncmp(p, "decompose", len) ? kiln_pass_decompose_composites(&pc, f)
+                                                        : kiln_pass_remove_dead(&pc, f);
         if (s) {
             test_fail(file, line, "pass %.*s: %s", (int)len, p, kiln_error_message(ctx));
             goto done;
@@ -83,6 +77,18 @@ done:
     release_all(n, in);
     kiln_value_release(before);
     kiln_value_release(after);
+    return ir;
+}
+
+/* The same for @f of IR text. */
+#define APPLY(ctx, text, passes) apply(__FILE__, __LINE__, (ctx), (text), (passes))
+static char *apply(const char *file, int line, kiln_context *ctx, const char *text, const char *passes) {
+    kiln_module *m = kiln_module_parse(ctx, text, "t.kir");
+    if (!m) {
+        test_fail(file, line, "parse: %s", kiln_error_message(ctx));
+        return NULL;
+    }
+    char *ir = apply_to(file, line, ctx, m, kiln_module_function(m, "f"), passes);
     kiln_module_free(m);
     return ir;
 }
@@ -375,6 +381,26 @@ TEST(opt_passes_together) {
     CHECK_HAS(ir, "add(%e2, %e2)");
     CHECK_COUNT(ir, "let", 4);
     free(ir);
+    kiln_context_free(ctx);
+}
+
+/* The whole middle of the pipeline over an autodiff result (an MLP's loss and gradients). */
+TEST(opt_passes_on_autodiff_output) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(ctx,
+        "def @f(%x: f32[4, 3], %w1: f32[3, 5], %b1: f32[5], %w2: f32[5, 2], %t: f32[4, 2]) {\n"
+        "  let %h = matmul(%x, %w1)\n  let %hb = add(%h, %b1)\n  let %a = gelu(%hb)\n  let %o = matmul(%a, %w2)\n"
+        "  let %l = cross_entropy(%o, %t)\n  return %l\n}\n", "t.kir");
+    kiln_function *g = kiln_autodiff(kiln_module_function(m, "f"), 3, (int[]){1, 2, 3}, "g");
+    CHECK(g != NULL);
+    int before = 0, after = 0;
+    CHECK_OK(ctx, kiln_pass_decompose(g->body));
+    for (kiln_node *n = g->body->first; n; n = n->next) before++;
+    char *ir = apply_to(__FILE__, __LINE__, ctx, m, g, "simplify,fold,cse,dce");
+    for (kiln_node *n = g->body->first; n; n = n->next) after++;
+    CHECK(after < before);
+    free(ir);
+    kiln_module_free(m);
     kiln_context_free(ctx);
 }
 
