@@ -18,6 +18,7 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
+# make test-vm: the same suites with every compiled function checked against the interpreter
 .PHONY: all test test-c test-tutorial test-python examples asan-test fuzz fuzz-run fuzz-safetensors clean venv
 all: $(BUILD)/libkiln.so $(BUILD)/libkiln.a $(BUILD)/kiln
 
@@ -66,6 +67,13 @@ venv: .venv/requirements.stamp
 test-python: .venv/requirements.stamp $(BUILD)/libkiln.so
 	KILN_LIB=$(abspath $(BUILD)/libkiln.so) .venv/bin/python -m pytest tests/python -q
 
+# Every test again with the VM checked against the interpreter: KILN_VM_CHECK=1 makes each
+# kiln_function_run also compile the function and compare the program's results.
+.PHONY: test-vm
+test-vm: $(BUILD)/test_kiln $(BUILD)/kiln .venv/requirements.stamp
+	KILN_VM_CHECK=1 KILN_CLI=$(BUILD)/kiln $(BUILD)/test_kiln
+	KILN_VM_CHECK=1 KILN_LIB=$(abspath $(BUILD)/libkiln.so) .venv/bin/python -m pytest tests/python -q
+
 examples: $(EX_SRC:examples/c/%.c=$(BUILD)/examples/%)
 $(BUILD)/examples/%: examples/c/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
@@ -104,7 +112,7 @@ build-fuzz/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c $(LIB_SRC)
 # build tools, Python's venv, the Fashion-MNIST data), builds, and creates .venv.
 # `make train` then trains LeNet-5 on Fashion-MNIST (the main job; TRAIN_ARGS passes options,
 # e.g. TRAIN_ARGS="--epochs 2 --restart"). `make demo` runs the C examples.
-SETUP_PKGS := build-essential clang libclang-rt-14-dev python3-venv dataset-fashion-mnist
+SETUP_PKGS := build-essential clang libclang-rt-14-dev python3-venv dataset-fashion-mnist libopenblas-dev libdnnl-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 TRAIN_ARGS ?=
 .PHONY: setup demo train

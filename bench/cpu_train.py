@@ -7,13 +7,15 @@ warm compile times and the first-step losses of both sides (a sanity check).
 
 Models: an MLP 784-512-512-10 (batch 128, SGD with momentum), LeNet-5 (batch 64, 1x28x28, Adam)
 and a 4-layer GPT (width 256, 4 heads, context 128, vocabulary 2048, batch 8, AdamW). Inputs
-are random (fixed seed); every step trains on the same batch. docs/performance.md has the table.
+are random (fixed seed); every step trains on the same batch. Each measurement (model x system)
+runs in a process of its own. docs/performance.md has the table.
 """
 import argparse
-import copy
+import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -227,98 +229,123 @@ def torch_stepper(net, opt, loss_fn, x, y, compiled):
 
 def bench_kiln(spec, x, y, executor, warmup, reps):
     """kiln's step: compile times (cold: empty cache dir; warm: a second trainer with the cache
-    filled), first loss, median ms. Returns a dict."""
+    filled), first loss, median and min ms, the step's analysis (VM)."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="kiln-bench-cache-") as cache:
-        saved = os.environ.get("KILN_CACHE_DIR")
         os.environ["KILN_CACHE_DIR"] = cache
-        try:
-            model = spec["kiln"]()
-            xk, yk = kiln.array(x), kiln.array(y)
-            for key in ("cold", "warm"):
-                trainer = kiln.Trainer(model, spec["kiln_loss"], spec["kiln_opt"](), executor=executor)
-                t0 = time.perf_counter()
-                trainer.compile(xk, yk)
-                out[key] = time.perf_counter() - t0
-            out["loss"], out["ms"], out["min"] = time_steps(lambda: trainer.step(xk, yk), warmup, reps)
-            if executor == "vm":
-                out["analysis"] = trainer.analyze()
-        finally:
-            if saved is None:
-                del os.environ["KILN_CACHE_DIR"]
-            else:
-                os.environ["KILN_CACHE_DIR"] = saved
+        model = spec["kiln"]()
+        xk, yk = kiln.array(x), kiln.array(y)
+        for key in ("cold", "warm"):
+            trainer = kiln.Trainer(model, spec["kiln_loss"], spec["kiln_opt"](), executor=executor)
+            t0 = time.perf_counter()
+            trainer.compile(xk, yk)
+            out[key] = time.perf_counter() - t0
+        out["loss"], out["ms"], out["min"] = time_steps(lambda: trainer.step(xk, yk), warmup, reps)
+        if executor == "vm":
+            out["analysis"] = {k: v for k, v in trainer.analyze().items() if k not in ("live_bytes", "high_water")}
     return out
 
 
-def bench_torch(spec, model_weights_from, x, y, compiled, warmup, reps):
+def bench_torch(spec, x, y, compiled, warmup, reps):
+    """torch's step from kiln's initial weights: first loss (its time includes torch.compile's
+    compilation), median and min ms."""
     net = spec["torch"]()
-    copy_weights(model_weights_from, net)
+    copy_weights(spec["kiln"](), net)
     opt = spec["torch_opt"](net.parameters())
     t0 = time.perf_counter()
     step = torch_stepper(net, opt, spec["torch_loss"], x, y, compiled)
-    loss = step()  # the first step includes torch.compile's compilation
+    loss = step()
     compile_s = time.perf_counter() - t0
     _, ms, fastest = time_steps(step, warmup, reps)
     return {"loss": loss, "ms": ms, "min": fastest, "compile": compile_s}
+
+
+SYSTEMS = ("kiln", "eager", "compile")
+
+
+def measure(name, system, args):
+    """One measurement, run in this process (the --child mode)."""
+    spec = BENCHES[name]
+    x, y = spec["batch"](np.random.default_rng(0))
+    torch.set_num_threads(THREADS)
+    if system == "kiln":
+        return bench_kiln(spec, x, y, args.executor, args.warmup, args.reps)
+    return bench_torch(spec, x, y, system == "compile", args.warmup, args.reps)
+
+
+def measure_in_child(name, system, args):
+    """Each measurement runs in a fresh process, so that one system's threads, caches and
+    compiled code never share a process with another's."""
+    cmd = [sys.executable, __file__, "--child", f"{name}:{system}", "--reps", str(args.reps),
+           "--warmup", str(args.warmup), "--executor", args.executor]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{name}/{system} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def speedup(kiln_ms, other_ms):
     return f"{other_ms / kiln_ms:.2f}x"
 
 
+def report(name, r):
+    """Prints one model's figures; returns its table row."""
+    k, eager, comp = r.get("kiln"), r["eager"], r["compile"]
+    if k is not None:
+        print(f"kiln compile: cold {k['cold']:.2f} s, warm {k['warm']:.2f} s (from the cache)")
+        print(f"first-step loss: kiln {k['loss']:.6f}  torch eager {eager['loss']:.6f}  "
+              f"torch.compile {comp['loss']:.6f}")
+        if "analysis" in k:
+            a = k["analysis"]
+            print(f"kiln analysis: {a['param_count']:,} parameters ({a['param_bytes'] / 2**20:.1f} MiB), "
+                  f"{a['gflops']:.3f} GFLOP/step, arena {a['arena_bytes'] / 2**20:.1f} MiB, "
+                  f"{a['n_instructions']} instructions, {a['n_kernels']} generated kernels")
+    else:
+        print(f"first-step loss: torch eager {eager['loss']:.6f}  torch.compile {comp['loss']:.6f}")
+    print(f"torch.compile: first step (compiling) {comp['compile']:.2f} s")
+    line = f"ms/step median (min): torch eager {eager['ms']:.2f} ({eager['min']:.2f})  " \
+           f"torch.compile {comp['ms']:.2f} ({comp['min']:.2f})"
+    if k is not None:
+        line += f"  kiln {k['ms']:.2f} ({k['min']:.2f}); kiln vs eager {speedup(k['ms'], eager['ms'])}, " \
+                f"vs torch.compile {speedup(k['ms'], comp['ms'])}"
+    print(line, flush=True)
+    kms = k["ms"] if k is not None else None
+    kcell = f"{kms:.2f}" if kms is not None else "-"
+    ratios = (speedup(kms, eager["ms"]), speedup(kms, comp["ms"])) if kms is not None else ("-", "-")
+    return f"| {name} | {kcell} | {eager['ms']:.2f} | {comp['ms']:.2f} | {ratios[0]} | {ratios[1]} |"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(BENCHES), help="comma list of " + ", ".join(BENCHES))
     ap.add_argument("--reps", type=int, default=20, help="timed steps per measurement (median reported)")
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="3 reps, 1 warm-up: a smoke run")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (the first one compiles)")
+    ap.add_argument("--quick", action="store_true", help="3 reps, 2 warm-up steps: a smoke run")
     ap.add_argument("--executor", default="vm", choices=("vm", "interp"), help="kiln's executor")
     ap.add_argument("--no-kiln", action="store_true", help="measure only the torch side")
+    ap.add_argument("--child", help=argparse.SUPPRESS)  # MODEL:SYSTEM, one measurement, JSON on stdout
     args = ap.parse_args(argv)
+    if args.child:
+        name, system = args.child.split(":")
+        print(json.dumps(measure(name, system, args)))
+        return
     if args.quick:
-        args.reps, args.warmup = 3, 1
+        args.reps, args.warmup = 3, 2
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     for name in names:
         if name not in BENCHES:
             ap.error(f"unknown model {name!r}; choose from {', '.join(BENCHES)}")
-    torch.set_num_threads(THREADS)
     print(f"threads {THREADS} (torch {torch.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}), "
-          f"kiln executor {args.executor}, warm-up {args.warmup}, {args.reps} reps, median ms/step")
+          f"kiln executor {args.executor}, warm-up {args.warmup}, {args.reps} reps, median ms/step; "
+          f"each measurement in its own process", flush=True)
     rows = []
     for name in names:
-        spec = BENCHES[name]
-        x, y = spec["batch"](np.random.default_rng(0))
-        print(f"\n== {name}: {spec['title']}")
-        k = None if args.no_kiln else bench_kiln(spec, x, y, args.executor, args.warmup, args.reps)
-        weights = spec["kiln"]()  # the same seed: kiln's initial weights, fresh (the trainer updated its own)
-        eager = bench_torch(spec, weights, x, y, False, args.warmup, args.reps)
-        comp = bench_torch(spec, weights, x, y, True, args.warmup, args.reps)
-        if k is not None:
-            print(f"kiln compile: cold {k['cold']:.2f} s, warm {k['warm']:.2f} s (from the cache)")
-            print(f"first-step loss: kiln {k['loss']:.6f}  torch eager {eager['loss']:.6f}  "
-                  f"torch.compile {comp['loss']:.6f}")
-            if "analysis" in k:
-                a = k["analysis"]
-                print(f"kiln analysis: {a['param_count']:,} parameters ({a['param_bytes'] / 2**20:.1f} MiB), "
-                      f"{a['gflops']:.3f} GFLOP/step, arena {a['arena_bytes'] / 2**20:.1f} MiB, "
-                      f"{a['n_instructions']} instructions, {a['n_kernels']} generated kernels")
-        else:
-            print(f"first-step loss: torch eager {eager['loss']:.6f}  torch.compile {comp['loss']:.6f}")
-        print(f"torch.compile: first step (compiling) {comp['compile']:.2f} s")
-        line = f"ms/step median (min): torch eager {eager['ms']:.2f} ({eager['min']:.2f})  " \
-               f"torch.compile {comp['ms']:.2f} ({comp['min']:.2f})"
-        if k is not None:
-            line += f"  kiln {k['ms']:.2f} ({k['min']:.2f}); kiln vs eager {speedup(k['ms'], eager['ms'])}, " \
-                    f"vs torch.compile {speedup(k['ms'], comp['ms'])}"
-        print(line)
-        rows.append((name, k and k["ms"], eager["ms"], comp["ms"]))
-    print("\n| model | kiln ms | torch eager ms | torch.compile ms | kiln vs eager | kiln vs compile |")
+        print(f"\n== {name}: {BENCHES[name]['title']}", flush=True)
+        systems = SYSTEMS[1:] if args.no_kiln else SYSTEMS
+        rows.append(report(name, {system: measure_in_child(name, system, args) for system in systems}))
+    print("\n| model | kiln ms | torch eager ms | torch.compile ms | kiln vs eager | kiln vs torch.compile |")
     print("|---|---|---|---|---|---|")
-    for name, kms, ems, cms in rows:
-        kcell = f"{kms:.2f}" if kms is not None else "-"
-        ratios = (speedup(kms, ems), speedup(kms, cms)) if kms is not None else ("-", "-")
-        print(f"| {name} | {kcell} | {ems:.2f} | {cms:.2f} | {ratios[0]} | {ratios[1]} |")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -275,6 +275,7 @@ static dn_entry *dn_get(const dn_geom *g) {
             prim_free(&e->main);
             prim_free(&e->pre);
             memset(&e->main, 0, sizeof e->main);
+            memset(&e->pre, 0, sizeof e->pre);
         }
         e->next = dn_cache[h];
         dn_cache[h] = e;

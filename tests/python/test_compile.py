@@ -137,6 +137,8 @@ def test_dialect_c_gives_the_same_numbers(rng):
         only_c = kiln.compile(model, x)
     np.testing.assert_allclose(only_c(x).numpy(), want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(kiln.compile(model, x, dialects="c")(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    with kiln.dialect(["nope"]), pytest.raises(kiln.Error, match="unknown dialect 'nope'"):
+        kiln.compile(model, x)
 
 
 @needs_vm
