@@ -104,6 +104,9 @@ class GPT(kiln.Model):
         self.pos = kiln.nn.Embedding(context, width)
         self.blocks = [Block(width, heads) for _ in range(layers)]
         self.ln = kiln.nn.LayerNorm(width)
+        # GPT-2's embedding init (std 0.02), so the tied logits start small: first loss ~ log(vocab)
+        self.tok.weight = kiln.Parameter(self.tok.weight * 0.02)
+        self.pos.weight = kiln.Parameter(self.pos.weight * 0.02)
 
     def forward(self, idx):
         x = self.tok(idx) + self.pos(kiln.arange(idx.shape[1]))

@@ -37,6 +37,8 @@ static kiln_status parse_dialects(kiln_pass_ctx *pc, const char *list) {
 
 void kiln_program_free(kiln_program *p) {
     if (!p) return;
+    kiln_vm_profile_report(p);
+    free(p->profile_ns);
     kiln_vm_instance_free(p->inst);
     for (int i = 0; i < p->n_codes; i++) {
         vm_code *c = p->codes[i];
@@ -108,6 +110,8 @@ kiln_status kiln_compile(kiln_function *f, const kiln_compile_options *opt, kiln
     for (int i = 0; i < p->n_codes; i++)
         if (kiln_vm_plan(p, p->codes[i], p->codes[i] == p->main)) goto fail;
     if (build_kernels(p)) goto fail;
+    const char *prof = getenv("KILN_PROFILE");
+    if (prof && *prof && strcmp(prof, "0") && !(p->profile_ns = calloc((size_t)p->main->n_instr + 1, sizeof(double)))) goto oom;
     if (p->pc.debug >= 1) {
         char *listing = kiln_program_print(p);
         fprintf(stderr, "---- compiled program ----\n%s", listing ? listing : "(out of memory)\n");

@@ -6,6 +6,10 @@
 #include <string.h>
 
 kiln_context *kiln_context_new(void) {
+    /* OpenMP (generated kernels, oneDNN) shares the cores with other thread pools (OpenBLAS,
+     * the host framework): idle OpenMP threads sleep instead of spinning, unless the user chose
+     * otherwise. Read by libgomp when it loads, which happens after this (dlopen). */
+    setenv("OMP_WAIT_POLICY", "passive", 0);
     kiln_context *ctx = calloc(1, sizeof *ctx);
     if (ctx) ctx->call_depth_limit = 1000;
     return ctx;

@@ -343,12 +343,14 @@ kiln_status kiln_ref_one_hot(kiln_kernel_args *a) {
     /* y as [outer, depth, inner]; indices as [outer, inner]. */
     int64_t outer = prod(ind->shape, 0, ax), inner = prod(ind->shape, ax, ind->ndim);
     char *p = y->data;
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t d = 0; d < depth; d++)
-            for (int64_t i = 0; i < inner; i++, p += es) {
-                int64_t v = idx[o * inner + i];
-                memcpy(p, (v < 0 ? v + depth : v) == d ? &on : &off, es);
-            }
+    if (off == 0) memset(p, 0, (size_t)y->numel * es);
+    else
+        for (int64_t k = 0; k < y->numel; k++) memcpy(p + k * (int64_t)es, &off, es);
+    for (int64_t o = 0; o < outer; o++) /* then one `on` per index that names a class */
+        for (int64_t i = 0; i < inner; i++) {
+            int64_t v = idx[o * inner + i], d = v < 0 ? v + depth : v;
+            if (d >= 0 && d < depth) memcpy(p + ((o * depth + d) * inner + i) * (int64_t)es, &on, es);
+        }
     free(idx);
     return KILN_OK;
 }

@@ -4,6 +4,7 @@
 #include "runtime/vm.h"
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A list: `n` elements of `width` leaves each (tensors; scalars as 0-d tensors). */
 typedef struct vm_list {
@@ -24,6 +25,12 @@ struct vm_instance {
     int *rebind;           /* slots whose data pointer follows an input */
     int n_rebind;
 };
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
 
 /* ---- lists ------------------------------------------------------------------------------- */
 static vm_list *list_new(int width) {
@@ -427,8 +434,11 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
         in->hdr[s].data = in->bound[c->slots[c->slots[s].storage].input]->data;
     }
     kiln_status st = KILN_OK;
+    double *prof = c == p->main ? p->profile_ns : NULL; /* KILN_PROFILE: ns per instruction */
+    if (prof) p->profile_runs++;
     for (int pc = 0; pc < c->n_instr && !st;) {
         const vm_instr *I = &c->instr[pc];
+        if (prof) prof[pc] -= now_ns();
         switch (I->op) {
         case VM_KERNEL: {
             for (int i = 0; i < I->n_in; i++) in->tin[i] = &in->hdr[I->in[i]];
@@ -443,9 +453,13 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
             p->gen_fns[I->gen](in->bufs, p->gens[I->gen].params);
             break;
         case VM_COPY: st = run_copy(in, I, pc); break;
-        case VM_JUMP: pc = I->target; continue;
+        case VM_JUMP:
+            if (prof) prof[pc] += now_ns();
+            pc = I->target;
+            continue;
         case VM_JUMP_UNLESS:
             if (!*(const uint8_t *)in->hdr[I->in[0]].data) {
+                if (prof) prof[pc] += now_ns();
                 pc = I->target;
                 continue;
             }
@@ -457,6 +471,7 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
         case VM_CALL: st = run_call(p, in, I, depth); break;
         default: st = kiln_error(ctx, KILN_ERR_INTERNAL, "VM: bad instruction %d", (int)I->op);
         }
+        if (prof) prof[pc] += now_ns();
         pc++;
     }
     if (!st) {
@@ -481,4 +496,48 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
     }
     for (int i = 0; i < c->n_in; i++) in->bound[i] = NULL;
     return st;
+}
+
+typedef struct prof_row { double ns; int pc; } prof_row;
+
+static int by_time(const void *a, const void *b) {
+    const prof_row *x = a, *y = b;
+    return x->ns < y->ns ? 1 : x->ns > y->ns ? -1 : 0;
+}
+
+void kiln_vm_profile_report(const kiln_program *p) {
+    const vm_code *c = p->main;
+    if (!p->profile_ns || !p->profile_runs) return;
+    prof_row *rows = malloc(sizeof *rows * (size_t)(c->n_instr ? c->n_instr : 1));
+    if (!rows) return;
+    double total = 0;
+    for (int i = 0; i < c->n_instr; i++) {
+        rows[i] = (prof_row){p->profile_ns[i] / (double)p->profile_runs, i};
+        total += rows[i].ns;
+    }
+    double by_kind[3] = {0}; /* library / generated / built-in and the rest */
+    for (int i = 0; i < c->n_instr; i++) {
+        const vm_instr *I = &c->instr[i];
+        by_kind[I->op == VM_GEN ? 1 : I->node && I->node->impl ? 0 : 2] += rows[i].ns;
+    }
+    qsort(rows, (size_t)c->n_instr, sizeof *rows, by_time);
+    fprintf(stderr, "---- KILN_PROFILE @%s: %.3f ms per run (%lld runs); slowest instructions ----\n", c->f->name,
+            total * 1e-6, (long long)p->profile_runs);
+    fprintf(stderr, "library kernels %.3f ms, generated kernels %.3f ms, built-in kernels and the rest %.3f ms\n",
+            by_kind[0] * 1e-6, by_kind[1] * 1e-6, by_kind[2] * 1e-6);
+    for (int i = 0; i < c->n_instr && i < 30; i++) {
+        const vm_instr *I = &c->instr[rows[i].pc];
+        const char *what = I->op == VM_GEN ? p->gen_funcs[I->gen]->name
+                           : I->node       ? kiln_op_info_get(I->node->op)->name
+                                           : "copy";
+        char shape[160] = "";
+        if (I->n_out) {
+            const vm_slot *o = &c->slots[I->out[0]];
+            kiln_shape_str(o->ndim, o->shape, shape, sizeof shape);
+        }
+        fprintf(stderr, "%9.3f ms %5.1f%%  %4d %-28s %s %s%s\n", rows[i].ns * 1e-6, 100 * rows[i].ns / (total ? total : 1),
+                rows[i].pc, what, shape, I->node && I->node->impl ? "# " : "",
+                I->node && I->node->impl ? kiln_dialect_name(I->node->impl->dialect) : "");
+    }
+    free(rows);
 }

@@ -95,7 +95,11 @@ struct kiln_program {
     bool *donate_placed;       /* per pair: the output was planned into the input's buffer */
     vm_instance *inst;         /* the main instance, made at the first run */
     int64_t *live_bytes, *high_water; /* analysis, per main instruction */
+    double *profile_ns;        /* KILN_PROFILE=1: time per main instruction, printed at free */
+    int64_t profile_runs;
 };
+/* Prints the instructions that took the most time (KILN_PROFILE) to stderr. */
+void kiln_vm_profile_report(const kiln_program *p);
 
 /* vm_build.c: IR function -> code (slots and instructions); recursive callees are added to the
  * program as further codes. */
