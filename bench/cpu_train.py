@@ -22,6 +22,10 @@ import time
 
 THREADS = 2
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # before kiln / torch load OpenMP
+# Idle OpenMP workers sleep instead of spinning: on a 2-core machine with anything else running,
+# spinning workers of torch and kiln alike made steps up to 20x slower at random (medians of
+# eager MLP steps from 12 to 240 ms); with passive waits they stay within a few percent.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -338,7 +342,8 @@ def main(argv=None):
     for name in names:
         if name not in BENCHES:
             ap.error(f"unknown model {name!r}; choose from {', '.join(BENCHES)}")
-    print(f"threads {THREADS} (torch {torch.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}), "
+    print(f"threads {THREADS} (torch {torch.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), "
           f"kiln executor {args.executor}, warm-up {args.warmup}, {args.reps} reps, median ms/step; "
           f"each measurement in its own process", flush=True)
     rows = []

@@ -55,16 +55,39 @@ static const bench_case cases[] = {
     {"resnet conv3x3 fwd", "%x: f32[8, 64, 56, 56], %w: f32[64, 64, 3, 3]", "conv2d(%x, %w, padding=[1, 1])"},
     {"resnet conv3x3 dgrad", "%x: f32[8, 64, 56, 56], %w: f32[64, 64, 3, 3]", "conv2d_transpose(%x, %w, padding=[1, 1])"},
     {"resnet conv3x3 wgrad", "%x: f32[8, 64, 56, 56], %dy: f32[8, 64, 56, 56]", "conv2d_backward_weight(%x, %dy, kernel=[3, 3], padding=[1, 1])"},
-    /* matmuls: y = x @ w, then the backward's transposed forms dx = dy @ w^T, dw = x^T @ dy */
+    /* matmuls: y = x @ w, then the backward's transposed forms dx = dy @ w^T, dw = x^T @ dy (the
+     * batch of a linear layer on [8, 128, features] folds into rows, as autodiff does for dw) */
     {"mm 128x784x512", "%a: f32[128, 784], %b: f32[784, 512]", "matmul(%a, %b)"},
     {"mm 128x784x512 dx", "%a: f32[128, 512], %b: f32[784, 512]", "matmul(%a, %b, transpose_b=true)"},
     {"mm 128x784x512 dw", "%a: f32[128, 784], %b: f32[128, 512]", "matmul(%a, %b, transpose_a=true)"},
     {"mm 128x512x512", "%a: f32[128, 512], %b: f32[512, 512]", "matmul(%a, %b)"},
     {"mm 128x512x512 dx", "%a: f32[128, 512], %b: f32[512, 512]", "matmul(%a, %b, transpose_b=true)"},
     {"mm 128x512x512 dw", "%a: f32[128, 512], %b: f32[128, 512]", "matmul(%a, %b, transpose_a=true)"},
-    {"mm gpt 1024x256x768", "%a: f32[4, 256, 256], %b: f32[256, 768]", "matmul(%a, %b)"},
-    {"mm gpt 1024x256x768 dx", "%a: f32[4, 256, 768], %b: f32[256, 768]", "matmul(%a, %b, transpose_b=true)"},
-    {"mm gpt 1024x256x768 dw", "%a: f32[1024, 256], %b: f32[1024, 768]", "matmul(%a, %b, transpose_a=true)"},
+    {"mm 128x512x10", "%a: f32[128, 512], %b: f32[512, 10]", "matmul(%a, %b)"},
+    {"mm 128x512x10 dx", "%a: f32[128, 10], %b: f32[512, 10]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm 128x512x10 dw", "%a: f32[128, 512], %b: f32[128, 10]", "matmul(%a, %b, transpose_a=true)"},
+    {"mm gpt 256->768", "%a: f32[8, 128, 256], %b: f32[256, 768]", "matmul(%a, %b)"},
+    {"mm gpt 256->768 dx", "%a: f32[8, 128, 768], %b: f32[256, 768]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm gpt 256->768 dw", "%a: f32[1024, 256], %b: f32[1024, 768]", "matmul(%a, %b, transpose_a=true)"},
+    {"mm gpt 256->1024", "%a: f32[8, 128, 256], %b: f32[256, 1024]", "matmul(%a, %b)"},
+    {"mm gpt 256->1024 dx", "%a: f32[8, 128, 1024], %b: f32[256, 1024]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm gpt 256->1024 dw", "%a: f32[1024, 256], %b: f32[1024, 1024]", "matmul(%a, %b, transpose_a=true)"},
+    {"mm gpt 1024->256", "%a: f32[8, 128, 1024], %b: f32[1024, 256]", "matmul(%a, %b)"},
+    {"mm gpt 1024->256 dx", "%a: f32[8, 128, 256], %b: f32[1024, 256]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm gpt 1024->256 dw", "%a: f32[1024, 1024], %b: f32[1024, 256]", "matmul(%a, %b, transpose_a=true)"},
+    /* the vocabulary projection x @ E^T (E [2048, 256]): dx = dy @ E, dE = dy^T @ x, folded or
+     * per sequence */
+    {"mm vocab", "%a: f32[8, 128, 256], %b: f32[2048, 256]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm vocab dx", "%a: f32[8, 128, 2048], %b: f32[2048, 256]", "matmul(%a, %b)"},
+    {"mm vocab dw", "%a: f32[1024, 2048], %b: f32[1024, 256]", "matmul(%a, %b, transpose_a=true)"},
+    {"mm vocab dw batched", "%a: f32[8, 128, 2048], %b: f32[8, 128, 256]", "matmul(%a, %b, transpose_a=true)"},
+    /* attention, 8 sequences x 4 heads: s = q @ k^T, o = p @ v and their gradients */
+    {"mm att q@k^T", "%a: f32[8, 4, 128, 64], %b: f32[8, 4, 128, 64]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm att q@kt", "%a: f32[8, 4, 128, 64], %b: f32[8, 4, 64, 128]", "matmul(%a, %b)"},
+    {"mm att p@v", "%a: f32[8, 4, 128, 128], %b: f32[8, 4, 128, 64]", "matmul(%a, %b)"},
+    {"mm att dp=do@v^T", "%a: f32[8, 4, 128, 64], %b: f32[8, 4, 128, 64]", "matmul(%a, %b, transpose_b=true)"},
+    {"mm att dv=p^T@do", "%a: f32[8, 4, 128, 128], %b: f32[8, 4, 128, 64]", "matmul(%a, %b, transpose_a=true)"},
+    {"mm att dk=ds^T@q", "%a: f32[8, 4, 128, 128], %b: f32[8, 4, 128, 64]", "matmul(%a, %b, transpose_a=true)"},
 };
 
 static double now_ms(void) {
@@ -87,6 +110,15 @@ static double time_kernel(kiln_kernel_fn k, kiln_kernel_args *a) {
     return best;
 }
 
+/* Floating-point operations of a matmul node (2 per multiply-add); 0 for other ops. */
+static double matmul_flops(const kiln_node *n) {
+    if (n->op != KILN_OP_MATMUL) return 0;
+    const kiln_type *a = n->in[0]->type, *o = n->out->type;
+    bool ta = a->ndim > 1 && kiln_attr_bool(n->op, n->attrs, "transpose_a");
+    int64_t k = a->shape[a->ndim - (ta ? 2 : 1)];
+    return 2.0 * (double)kiln_shape_numel(o->ndim, o->shape) * (double)k;
+}
+
 static void bench(kiln_context *ctx, const bench_case *c) {
     char text[1024];
     snprintf(text, sizeof text, "def @f(%s) {\n let %%y = %s\n return %%y\n}\n", c->params, c->call);
@@ -107,17 +139,21 @@ static void bench(kiln_context *ctx, const bench_case *c) {
     double ms[3] = {-1, -1, -1};
     if (out && in[0] && (n->n_in < 2 || in[1])) {
         ms[0] = time_kernel(kiln_op_info_get(n->op)->kernel, &a);
+        /* each dialect's kernel, also where its supports() declines for speed ("-": it fails) */
         for (int d = KILN_DIALECT_BLAS; d <= KILN_DIALECT_DNNL; d++) {
-            kiln_dialect_id id = (kiln_dialect_id)d;
-            const kiln_dialect_impl *impl = kiln_dialect_pick(n, 1, &id);
-            if (impl) ms[d] = time_kernel(impl->kernel, &a);
+            const kiln_dialect_impl *const *list = d == KILN_DIALECT_BLAS ? kiln_blas_impls : kiln_dnnl_impls;
+            for (int i = 0; kiln_dialect_available((kiln_dialect_id)d, NULL, 0) && list[i]; i++)
+                if (list[i]->op == n->op) ms[d] = time_kernel(list[i]->kernel, &a);
         }
     }
     printf("%-26s", c->name);
     for (int i = 0; i < 3; i++) ms[i] < 0 ? printf(" %9s", "-") : printf(" %9.3f", ms[i]);
     kiln_dialect_id all[] = {KILN_DIALECT_BLAS, KILN_DIALECT_DNNL};
     const kiln_dialect_impl *pick = kiln_dialect_pick(n, 2, all);
-    printf("   %s\n", pick ? kiln_dialect_name(pick->dialect) : "c");
+    printf("   %-4s", pick ? kiln_dialect_name(pick->dialect) : "c");
+    double flops = matmul_flops(n);
+    for (int i = 0; flops > 0 && i < 3; i++) ms[i] < 0 ? printf(" %7s", "-") : printf(" %7.1f", flops / ms[i] * 1e-6);
+    printf("\n");
     for (int i = 0; i < 2; i++) kiln_tensor_release(in[i]);
     kiln_tensor_release(out);
     kiln_module_free(m);
@@ -130,7 +166,7 @@ int main(int argc, char **argv) {
         if (!kiln_dialect_available((kiln_dialect_id)d, why, sizeof why))
             printf("dialect %s unavailable: %s\n", kiln_dialect_name((kiln_dialect_id)d), why);
     }
-    printf("%-26s %9s %9s %9s   %s\n", "ms per call", "ref", "blas", "dnnl", "dispatch picks");
+    printf("%-26s %9s %9s %9s   %-4s  %s\n", "ms per call", "ref", "blas", "dnnl", "pick", "GFLOP/s ref blas dnnl");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (argc < 2 || strstr(cases[i].name, argv[1])) bench(ctx, &cases[i]);
     kiln_context_free(ctx);

@@ -15,9 +15,15 @@ kiln_status kiln_pass_inline_calls(kiln_pass_ctx *pc, kiln_function *f) {
     return kiln_pass_inline(f->body);
 }
 
+/* A composite stays whole when an allowed library dialect implements it (dispatch then picks
+ * that implementation); the rest become primitives. */
+static bool library_claims(const kiln_node *n, void *arg) {
+    const kiln_pass_ctx *pc = arg;
+    return kiln_dialect_pick(n, pc->n_dialects, pc->dialects) != NULL;
+}
+
 kiln_status kiln_pass_decompose_composites(kiln_pass_ctx *pc, kiln_function *f) {
-    (void)pc;
-    return kiln_pass_decompose(f->body);
+    return kiln_pass_decompose_except(f->body, library_claims, pc);
 }
 
 kiln_status kiln_pass_remove_dead(kiln_pass_ctx *pc, kiln_function *f) {

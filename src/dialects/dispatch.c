@@ -57,7 +57,8 @@ static kiln_status dispatch_region(kiln_pass_ctx *pc, kiln_region *r) {
     for (kiln_node *n = r->first; n; n = n->next) {
         for (int k = 0; k < n->n_regions; k++)
             if (dispatch_region(pc, n->regions[k])) return kiln_error_status(pc->ctx);
-        n->impl = kiln_op_info_get(n->op)->kernel ? kiln_dialect_pick(n, pc->n_dialects, pc->dialects) : NULL;
+        const kiln_op_info *info = kiln_op_info_get(n->op);
+        n->impl = info->kernel || (info->flags & F_COMPOSITE) ? kiln_dialect_pick(n, pc->n_dialects, pc->dialects) : NULL;
     }
     return KILN_OK;
 }

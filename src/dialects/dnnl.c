@@ -1,6 +1,6 @@
-/* dnnl.c — the oneDNN dialect: conv2d, its data gradient (conv2d_transpose) and weight gradient,
- * max / avg pooling and their backward primitives, on plain NCHW f32 tensors. libdnnl is opened
- * with dlopen at first use; primitives are cached per shape and attributes. */
+/* dnnl.c — the oneDNN dialect: f32 matmul (batched, broadcasting), conv2d, its data gradient
+ * (conv2d_transpose) and weight gradient, max / avg pooling and their backward primitives, on plain
+ * NCHW f32 tensors. libdnnl is opened with dlopen at first use; primitives are cached per shape. */
 #include "dialects/conv_geom.h"
 #include "dialects/dialect.h"
 
@@ -25,14 +25,14 @@
 /* Every function used, resolved by dlsym into dn (called as dn.name). */
 #define DNNL_FUNCS(X)                                                                               \
     X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_stream_wait) X(dnnl_stream_destroy)          \
-    X(dnnl_memory_desc_init_by_tag) X(dnnl_memory_desc_get_size) X(dnnl_memory_create)              \
+    X(dnnl_memory_desc_init_by_tag) X(dnnl_memory_desc_init_by_strides) X(dnnl_memory_desc_get_size) X(dnnl_memory_create)              \
     X(dnnl_memory_destroy) X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy)             \
     X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_primitive_desc_create)                        \
     X(dnnl_primitive_desc_destroy) X(dnnl_primitive_desc_query_md) X(dnnl_primitive_create)         \
     X(dnnl_primitive_destroy) X(dnnl_primitive_execute) X(dnnl_dilated_convolution_forward_desc_init) \
     X(dnnl_dilated_convolution_backward_data_desc_init)                                             \
     X(dnnl_dilated_convolution_backward_weights_desc_init) X(dnnl_pooling_v2_forward_desc_init)     \
-    X(dnnl_pooling_v2_backward_desc_init)
+    X(dnnl_pooling_v2_backward_desc_init) X(dnnl_matmul_desc_init)
 #define DN_FIELD(f) __typeof__(&f) f;
 static struct { DNNL_FUNCS(DN_FIELD) } dn;
 #undef DN_FIELD
@@ -72,6 +72,9 @@ typedef struct dn_geom {
     int64_t big[4], small[4], wei[5], wei_nd;
     dnnl_dims_t kernel, stride, dil, pad_l, pad_r; /* 2 used, as oneDNN's calls take dnnl_dims_t */
     int64_t include_pad;
+    /* matmul: rank, src [batch..., M, K], weights [batch..., K, N], dst [batch..., M, N] (size-1
+     * batch dims broadcast) and whether src / weights are stored transposed */
+    int64_t mm_nd, mm_src[KILN_MAX_DIMS], mm_wei[KILN_MAX_DIMS], mm_dst[KILN_MAX_DIMS], mm_ta, mm_tb;
 } dn_geom;
 
 static bool is_conv(kiln_op op) {
@@ -87,13 +90,42 @@ static void dn_window(dn_geom *g, const int64_t *pad, const int64_t *dil) {
     }
 }
 
-/* Reads a call's geometry from the shapes of input 0, input 1 (NULL if none) and the result;
- * false where oneDNN's semantics differ from the reference kernel's. */
-static bool dn_geom_make(kiln_op op, const kiln_attr *attrs, const int64_t *in0, const int64_t *in1, const int64_t *out,
-                         dn_geom *g) {
+/* matmul(a, b) as one oneDNN matmul, numpy semantics like the reference kernel (matmul.c): a 1-D
+ * a is a row [1, K], a 1-D b a column [K, 1]; transposes apply to matrices only and become
+ * strides; batch dims are left-padded with 1 and broadcast. When b is shared by every batch and
+ * a's matrices are stacked row-major, the batches fold into M (one plain GEMM). False if the
+ * result is empty or K is 0 (the kernel fills those itself) or the batch dims do not broadcast. */
+static bool mm_geom(const kiln_attr *attrs, int na, const int64_t *sa, int nb, const int64_t *sb, dn_geom *g) {
+    bool ta = na > 1 && kiln_attr_bool(KILN_OP_MATMUL, attrs, "transpose_a");
+    bool tb = nb > 1 && kiln_attr_bool(KILN_OP_MATMUL, attrs, "transpose_b");
+    int64_t m = na == 1 ? 1 : sa[na - (ta ? 1 : 2)], k = na == 1 ? sa[0] : sa[na - (ta ? 2 : 1)];
+    int64_t n = nb == 1 ? 1 : sb[nb - (tb ? 2 : 1)];
+    int nba = na > 2 ? na - 2 : 0, nbb = nb > 2 ? nb - 2 : 0, nbatch;
+    int64_t batch[KILN_MAX_DIMS];
+    if (!kiln_broadcast_shapes(nba, sa, nbb, sb, &nbatch, batch)) return false;
+    int64_t nmat = kiln_shape_numel(nbatch, batch);
+    if (nbb == 0 || kiln_shape_numel(nbb, sb) == 1) /* b shared: fold when a holds every batch */
+        if (!ta && kiln_shape_numel(nba, sa) == nmat) m *= nmat, nbatch = 0;
+    g->mm_nd = nbatch + 2, g->mm_ta = ta, g->mm_tb = tb;
+    for (int d = 0; d < nbatch; d++) {
+        /* a and b's batch dims right-aligned to the result's, 1 where absent */
+        g->mm_src[d] = d >= nbatch - nba ? sa[d - (nbatch - nba)] : 1;
+        g->mm_wei[d] = d >= nbatch - nbb ? sb[d - (nbatch - nbb)] : 1;
+        g->mm_dst[d] = batch[d];
+    }
+    int64_t *s = g->mm_src + nbatch, *w = g->mm_wei + nbatch, *o = g->mm_dst + nbatch;
+    s[0] = m, s[1] = k, w[0] = k, w[1] = n, o[0] = m, o[1] = n;
+    return m && n && k && nmat;
+}
+
+/* Reads a call's geometry from the shapes (and ranks) of input 0, input 1 (NULL if none) and
+ * the result; false where oneDNN's semantics differ from the reference kernel's. */
+static bool dn_geom_make(kiln_op op, const kiln_attr *attrs, int nd0, const int64_t *in0, int nd1, const int64_t *in1,
+                         const int64_t *out, dn_geom *g) {
     char err[256];
     memset(g, 0, sizeof *g);
     g->op = op;
+    if (op == KILN_OP_MATMUL) return mm_geom(attrs, nd0, in0, nd1, in1, g);
     if (is_conv(op)) {
         kiln_conv_geom c;
         if (!kiln_conv_geom_read(op, attrs, in0, in1, out, &c)) return false;
@@ -199,9 +231,31 @@ static bool fwd_desc(const dn_geom *g, dnnl_prop_kind_t prop, const dnnl_memory_
            dnnl_success;
 }
 
+/* A row-major [batch..., rows, cols] descriptor; `t`: each matrix is stored transposed. */
+static bool md_matrix(dnnl_memory_desc_t *md, int nd, const int64_t *dims, bool t) {
+    dnnl_dims_t d, str;
+    int64_t rows = dims[nd - 2], cols = dims[nd - 1], step = rows * cols;
+    for (int i = nd - 3; i >= 0; i--) d[i] = dims[i], str[i] = step, step *= dims[i];
+    d[nd - 2] = rows, d[nd - 1] = cols;
+    str[nd - 2] = t ? 1 : cols, str[nd - 1] = t ? rows : 1;
+    return dn.dnnl_memory_desc_init_by_strides(md, nd, d, dnnl_f32, str) == dnnl_success;
+}
+
+static bool mm_entry_make(dn_entry *e) {
+    const dn_geom *g = &e->key;
+    int nd = (int)g->mm_nd;
+    dnnl_memory_desc_t src, wei, dst;
+    dnnl_matmul_desc_t md;
+    return md_matrix(&src, nd, g->mm_src, g->mm_ta) && md_matrix(&wei, nd, g->mm_wei, g->mm_tb) &&
+           md_matrix(&dst, nd, g->mm_dst, false) && dn.dnnl_matmul_desc_init(&md, &src, &wei, NULL, &dst) == dnnl_success &&
+           prim_make(&e->main, &md, NULL, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, (int[]){0, 1, 2},
+                     (const dnnl_memory_desc_t *[]){&src, &wei, &dst}, NULL);
+}
+
 static bool entry_make(dn_entry *e) {
     const dn_geom *g = &e->key;
     kiln_op op = (kiln_op)g->op;
+    if (op == KILN_OP_MATMUL) return mm_entry_make(e);
     dnnl_memory_desc_t big, small, wei;
     if (!md_plain(&big, 4, g->big) || !md_plain(&small, 4, g->small) || (is_conv(op) && !md_plain(&wei, (int)g->wei_nd, g->wei)))
         return false;
@@ -326,9 +380,15 @@ static bool run_max_backward(const dn_entry *e, dnnl_stream_t s, kiln_kernel_arg
 
 static kiln_status dn_kernel(kiln_kernel_args *a) {
     if (!dn_engine) return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "the dnnl dialect's library is not loaded");
+    const kiln_tensor *in1 = a->n_in > 1 ? a->in[1] : NULL;
     dn_geom g;
-    dn_entry *e = dn_geom_make(a->op, a->attrs, a->in[0]->shape, a->n_in > 1 ? a->in[1]->shape : NULL, a->out[0]->shape, &g)
-                      ? dn_get(&g) : NULL;
+    bool geom = dn_geom_make(a->op, a->attrs, a->in[0]->ndim, a->in[0]->shape, in1 ? in1->ndim : 0, in1 ? in1->shape : NULL,
+                             a->out[0]->shape, &g);
+    if (!geom && a->op == KILN_OP_MATMUL && (!a->in[0]->numel || !in1->numel)) { /* empty: zeros (or nothing) */
+        memset(a->out[0]->data, 0, sizeof(float) * (size_t)a->out[0]->numel);
+        return KILN_OK;
+    }
+    dn_entry *e = geom ? dn_get(&g) : NULL;
     if (!e) return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "dnnl: no primitive for these shapes and attributes");
     dnnl_stream_t s = NULL;
     bool ok = dn.dnnl_stream_create(&s, dn_engine, dnnl_stream_default_flags) == dnnl_success &&
@@ -337,13 +397,21 @@ static kiln_status dn_kernel(kiln_kernel_args *a) {
     return ok ? KILN_OK : kiln_kernel_fail(a, KILN_ERR_INTERNAL, "dnnl: executing the primitive failed");
 }
 
-/* f32 operands and result, and a geometry oneDNN accepts (asking it once per shape). */
-static bool dn_supports(const kiln_node *n) {
+/* f32 operands and result (4-D but for matmul), and a geometry oneDNN accepts (asking it once
+ * per shape); an empty matmul is accepted (the kernel fills it). g: the geometry read. */
+static bool dn_supports_geom(const kiln_node *n, dn_geom *g) {
     const kiln_type *t[3] = {n->in[0]->type, n->n_in > 1 ? n->in[1]->type : NULL, n->out->type};
     for (int i = 0; i < 3; i++)
-        if (t[i] && (t[i]->kind != KILN_TYPE_TENSOR || t[i]->dtype != KILN_F32 || t[i]->ndim != 4)) return false;
+        if (t[i] && (t[i]->kind != KILN_TYPE_TENSOR || t[i]->dtype != KILN_F32 || (n->op != KILN_OP_MATMUL && t[i]->ndim != 4)))
+            return false;
+    if (dn_geom_make(n->op, n->attrs, t[0]->ndim, t[0]->shape, t[1] ? t[1]->ndim : 0, t[1] ? t[1]->shape : NULL, t[2]->shape, g))
+        return dn_get(g) != NULL;
+    return n->op == KILN_OP_MATMUL && (!kiln_shape_numel(t[0]->ndim, t[0]->shape) || !kiln_shape_numel(t[1]->ndim, t[1]->shape));
+}
+
+static bool dn_supports(const kiln_node *n) {
     dn_geom g;
-    return dn_geom_make(n->op, n->attrs, t[0]->shape, t[1] ? t[1]->shape : NULL, t[2]->shape, &g) && dn_get(&g);
+    return dn_supports_geom(n, &g);
 }
 
 /* max_pool2d_backward runs oneDNN's forward (for the workspace) and then its backward, which
@@ -352,10 +420,27 @@ static bool dn_supports(const kiln_node *n) {
  * 0.410 / 0.156. So it is taken with at least 4 CPUs online only. */
 static bool dn_max_pool_bw_supports(const kiln_node *n) { return sysconf(_SC_NPROCESSORS_ONLN) >= 4 && dn_supports(n); }
 
+/* matmul: oneDNN's matmul primitive (gemm:jit, OpenMP) against OpenBLAS's sgemm, best ms of
+ * several runs on 2 cores / 2 threads, OMP_WAIT_POLICY=passive (table in bench/dialects.c):
+ * oneDNN matches or beats sgemm on plain and transpose_b GEMMs, wins 1.4-1.8x on batched
+ * attention GEMMs and small ones, and shares the OpenMP pool of the generated kernels instead
+ * of running a second pool; but with a transposed a and a large contraction its jit GEMM runs
+ * 2-3x slower (e.g. x^T @ dy for [1024, 1024]^T x [1024, 256]: 22 vs 60-85 GFLOP/s). So it takes
+ * transpose_a only for matrices of at most DN_MM_TA_LIMIT multiply-adds each (attention's dk,
+ * dv), leaving larger weight gradients to blas. */
+#define DN_MM_TA_LIMIT ((int64_t)1 << 21)
+static bool dn_matmul_supports(const kiln_node *n) {
+    dn_geom g;
+    if (!dn_supports_geom(n, &g)) return false;
+    const int64_t *o = g.mm_dst + g.mm_nd - 2;
+    return !g.mm_ta || o[0] * o[1] * g.mm_src[g.mm_nd - 1] <= DN_MM_TA_LIMIT;
+}
+
 /* Priorities: oneDNN beat both the reference and blas's im2col + sgemm on every convolution and
  * pool measured (the table is in bench/dialects.c), so it outranks blas (10). */
 #define DN_IMPL(name, OP, supports) \
     static const kiln_dialect_impl name = {KILN_OP_##OP, KILN_DIALECT_DNNL, 20, supports, dn_kernel};
+DN_IMPL(dn_matmul, MATMUL, dn_matmul_supports)
 DN_IMPL(dn_conv2d, CONV2D, dn_supports)
 DN_IMPL(dn_conv2d_t, CONV2D_TRANSPOSE, dn_supports)
 DN_IMPL(dn_conv2d_bw, CONV2D_BACKWARD_WEIGHT, dn_supports)
@@ -363,7 +448,7 @@ DN_IMPL(dn_max_pool, MAX_POOL2D, dn_supports)
 DN_IMPL(dn_avg_pool, AVG_POOL2D, dn_supports)
 DN_IMPL(dn_max_pool_bw, MAX_POOL2D_BACKWARD, dn_max_pool_bw_supports)
 DN_IMPL(dn_avg_pool_bw, AVG_POOL2D_BACKWARD, dn_supports)
-const kiln_dialect_impl *const kiln_dnnl_impls[] = {&dn_conv2d, &dn_conv2d_t, &dn_conv2d_bw, &dn_max_pool, &dn_avg_pool,
+const kiln_dialect_impl *const kiln_dnnl_impls[] = {&dn_matmul, &dn_conv2d, &dn_conv2d_t, &dn_conv2d_bw, &dn_max_pool, &dn_avg_pool,
                                                     &dn_max_pool_bw, &dn_avg_pool_bw, NULL};
 
 #else /* no oneDNN headers: the dialect reports why it is unavailable */

@@ -360,6 +360,13 @@ static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map 
     return KILN_OK;
 }
 
+/* Composites with a gradient rule of their own (dense) stay whole through autodiff, so a
+ * library can run them whole (a GEMM with its bias as the epilogue). */
+static bool has_grad_rule(const kiln_node *n, void *arg) {
+    (void)arg;
+    return kiln_op_info_get(n->op)->grad != NULL;
+}
+
 kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const char *name) {
     kiln_module *m = f->module;
     kiln_context *ctx = m->ctx;
@@ -391,7 +398,7 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
     for (int i = 0; i < f->n_params; i++)
         if (!(c.map[f->params[i]->id] = kiln_function_param(g, f->params[i]->name, (kiln_type *)f->params[i]->type))) goto done;
     /* the forward part, yielding f's results for now so that the passes keep them current */
-    if (kiln_clone_region_into(&c, f->body, g->body, NULL, true) || kiln_pass_inline(g->body) || kiln_pass_decompose(g->body))
+    if (kiln_clone_region_into(&c, f->body, g->body, NULL, true) || kiln_pass_inline(g->body) || kiln_pass_decompose_except(g->body, has_grad_rule, NULL))
         goto done;
     kiln_var *loss = g->body->results[0];
     g->body->n_results = -1;

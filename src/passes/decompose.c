@@ -1,6 +1,7 @@
-/* decompose.c — the decompose pass: replaces every composite op of a region (nested ones too,
- * as they appear) by its decomposition into primitives, in place. Autodiff runs after it, so
- * composites need no gradient rules; fusion will see only primitives. */
+/* decompose.c — the decompose pass: replaces the composite ops of a region (nested ones too, as
+ * they appear) by their decompositions into primitives, in place. A caller may keep some:
+ * autodiff keeps composites that have a gradient rule (dense), the compiler those a library
+ * dialect implements whole (dense as one GEMM with its bias as the epilogue). */
 #include "passes/passes.h"
 
 void kiln_replace_uses(kiln_region *r, kiln_node *from, const kiln_var *old, kiln_var *new) {
@@ -13,14 +14,14 @@ void kiln_replace_uses(kiln_region *r, kiln_node *from, const kiln_var *old, kil
         if (r->results[i] == old) r->results[i] = new;
 }
 
-kiln_status kiln_pass_decompose(kiln_region *r) {
+kiln_status kiln_pass_decompose_except(kiln_region *r, bool (*keep)(const kiln_node *n, void *arg), void *arg) {
     kiln_context *ctx = r->func->module->ctx;
     kiln_node *n = r->first;
     while (n) {
         const kiln_op_info *info = kiln_op_info_get(n->op);
-        if (!(info->flags & F_COMPOSITE)) {
+        if (!(info->flags & F_COMPOSITE) || (keep && keep(n, arg))) {
             for (int k = 0; k < n->n_regions; k++)
-                if (kiln_pass_decompose(n->regions[k])) return kiln_error_status(ctx);
+                if (kiln_pass_decompose_except(n->regions[k], keep, arg)) return kiln_error_status(ctx);
             n = n->next;
             continue;
         }
@@ -40,3 +41,5 @@ kiln_status kiln_pass_decompose(kiln_region *r) {
     r->func->liveness_ready = false;
     return KILN_OK;
 }
+
+kiln_status kiln_pass_decompose(kiln_region *r) { return kiln_pass_decompose_except(r, NULL, NULL); }

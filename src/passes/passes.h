@@ -22,6 +22,8 @@ kiln_status kiln_clone_region_into(kiln_cloner *c, const kiln_region *src, kiln_
  * that would recurse. */
 kiln_status kiln_pass_inline(kiln_region *r);
 kiln_status kiln_pass_decompose(kiln_region *r);
+/* The same, leaving the composites for which keep(node, arg) is true. */
+kiln_status kiln_pass_decompose_except(kiln_region *r, bool (*keep)(const kiln_node *n, void *arg), void *arg);
 /* Removes bindings nothing reads (calls and F_SIDE ops are kept). */
 kiln_status kiln_pass_dce(kiln_region *r);
 /* Replaces uses of `old` by `new` in the nodes from `from` on (and regions inside them) and in

@@ -339,7 +339,7 @@ static kiln_status build_node(builder *b, const kiln_node *n) {
         return emit(b, VM_LIST_POP, n, n_in, in, n_out, out) < 0 ? kiln_error_status(b->ctx) : KILN_OK;
     default: break;
     }
-    if (!info->kernel)
+    if (!info->kernel && !n->impl)
         return kiln_error(b->ctx, KILN_ERR_INTERNAL, "op '%s' at %s: no kernel reaches the VM (composites are decomposed)",
                           info->name, kiln_node_where(n, where, sizeof where));
     vm_slot *src = &c->slots[c->slots[in[0]].storage];

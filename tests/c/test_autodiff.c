@@ -179,6 +179,9 @@ TEST(grad_matmul_forms) {
         "def @f(%a: f64[2, 2, 3], %b: f64[3, 4]) { let %c = matmul(%a, %b) let %d = multiply(%c, %c) let %s = sum(%d) return %s }",
         "def @f(%a: f64[2, 1, 2, 3], %b: f64[3, 3, 2]) { let %c = matmul(%a, %b) let %d = multiply(%c, %c) let %s = sum(%d) return %s }",
         "def @f(%x: f64[2, 3], %w: f64[4, 3], %b: f64[4]) { let %y = dense(%x, %w, %b) let %z = tanh(%y) let %s = sum(%z) return %s }",
+        /* a shared 2-D weight under a batched input: the weight's gradient folds the batch */
+        "def @f(%a: f64[2, 3, 4], %b: f64[5, 4]) { let %c = matmul(%a, %b, transpose_b=true) let %d = multiply(%c, %c) let %s = sum(%d) return %s }",
+        "def @f(%x: f64[2, 2, 3], %w: f64[4, 3], %b: f64[4]) { let %y = dense(%x, %w, %b) let %z = tanh(%y) let %s = sum(%z) return %s }",
     };
     for (size_t i = 0; i < KILN_COUNTOF(forms); i++) GRADCHECK(forms[i], -0.5);
 }

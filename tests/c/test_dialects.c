@@ -124,9 +124,8 @@ TEST(dialect_names_and_reasons) {
 }
 
 /* ---- blas ----------------------------------------------------------------------------------- */
-TEST(blas_matmul_matches_reference) {
-    if (!have(KILN_DIALECT_BLAS, "blas_matmul_matches_reference")) return;
-    static const struct { const char *params, *call; } cases[] = {
+/* Matmul cases shared by blas and dnnl (f64 cases are blas's only). */
+static const struct { const char *params, *call; } mm_cases[] = {
         {"%a: f32[5, 7], %b: f32[7, 3]", "matmul(%a, %b)"},
         {"%a: f32[7, 5], %b: f32[7, 3]", "matmul(%a, %b, transpose_a=true)"},
         {"%a: f32[5, 7], %b: f32[3, 7]", "matmul(%a, %b, transpose_b=true)"},
@@ -145,9 +144,24 @@ TEST(blas_matmul_matches_reference) {
         {"%a: f32[0, 5, 7], %b: f32[7, 3]", "matmul(%a, %b)"},
         {"%a: f32[64, 300], %b: f32[300, 130]", "matmul(%a, %b)"},
         {"%a: f64[3, 5, 7], %b: f64[3, 4, 7]", "matmul(%a, %b, transpose_b=true)"},
+        {"%a: f32[2, 3, 5, 7], %b: f32[1, 3, 4, 7]", "matmul(%a, %b, transpose_b=true)"},
+        {"%a: f32[3, 1, 7, 5], %b: f32[3, 2, 4, 7]", "matmul(%a, %b, transpose_a=true, transpose_b=true)"},
+        {"%a: f32[2, 5, 7], %b: f32[1, 7, 3]", "matmul(%a, %b)"},              /* b's batch dim of 1 */
+        {"%a: f32[1, 5, 7], %b: f32[7, 3]", "matmul(%a, %b)"},
+        {"%a: f32[2, 4, 16, 8], %b: f32[2, 4, 16, 8]", "matmul(%a, %b, transpose_b=true)"}, /* attention */
+        {"%a: f32[2, 4, 16, 16], %b: f32[2, 4, 16, 8]", "matmul(%a, %b, transpose_a=true)"},
+        {"%a: f32[5, 0], %b: f32[3, 0]", "matmul(%a, %b, transpose_b=true)"},
+        {"%a: f32[2, 0, 7], %b: f32[2, 7, 3]", "matmul(%a, %b)"},
+        {"%a: f32[2, 5, 7], %b: f32[2, 7, 0]", "matmul(%a, %b)"},
+        {"%a: f32[0], %b: f32[0]", "matmul(%a, %b)"},
+        {"%a: f32[128, 300], %b: f32[300, 10]", "matmul(%a, %b)"},
+        {"%a: f64[3, 5, 7], %b: f64[3, 4, 7]", "matmul(%a, %b, transpose_b=true)"},
         {"%a: f64[2, 7, 5], %b: f64[1, 7, 3]", "matmul(%a, %b, transpose_a=true)"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) SAME(KILN_DIALECT_BLAS, cases[i].params, cases[i].call);
+};
+
+TEST(blas_matmul_matches_reference) {
+    if (!have(KILN_DIALECT_BLAS, "blas_matmul_matches_reference")) return;
+    for (size_t i = 0; i < sizeof mm_cases / sizeof mm_cases[0]; i++) SAME(KILN_DIALECT_BLAS, mm_cases[i].params, mm_cases[i].call);
 }
 
 /* Convolution cases shared by blas and dnnl (dnnl: false where it must refuse: an empty batch, a
@@ -201,6 +215,23 @@ TEST(blas_refuses_other_dtypes) {
 }
 
 /* ---- dnnl ----------------------------------------------------------------------------------- */
+TEST(dnnl_matmul_matches_reference) {
+    if (!have(KILN_DIALECT_DNNL, "dnnl_matmul_matches_reference")) return;
+    for (size_t i = 0; i < sizeof mm_cases / sizeof mm_cases[0]; i++)
+        if (strstr(mm_cases[i].params, "f64")) REFUSED(KILN_DIALECT_DNNL, mm_cases[i].params, mm_cases[i].call);
+        else SAME(KILN_DIALECT_DNNL, mm_cases[i].params, mm_cases[i].call);
+    SAME(KILN_DIALECT_DNNL, mm_cases[0].params, mm_cases[0].call); /* the cached primitive again */
+    /* a large GEMM with a transposed a is blas's (dnnl's jit GEMM is slower there) */
+    REFUSED(KILN_DIALECT_DNNL, "%a: f32[1024, 256], %b: f32[1024, 768]", "matmul(%a, %b, transpose_a=true)");
+    kiln_context *ctx = kiln_context_new();
+    kiln_dialect_id both[] = {KILN_DIALECT_BLAS, KILN_DIALECT_DNNL};
+    kiln_module *m = one_op(ctx, "%a: f32[8, 128, 256], %b: f32[256, 768]", "matmul(%a, %b)");
+    const kiln_dialect_impl *impl = m ? kiln_dialect_pick(kiln_module_function(m, "f")->body->first, 2, both) : NULL;
+    CHECK(impl && impl->dialect == KILN_DIALECT_DNNL); /* dnnl outranks blas where it takes matmul */
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
+
 TEST(dnnl_conv_matches_reference) {
     if (!have(KILN_DIALECT_DNNL, "dnnl_conv_matches_reference")) return;
     for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
@@ -278,6 +309,7 @@ TEST(dnnl_refuses_other_dtypes) {
     REFUSED(KILN_DIALECT_DNNL, "%x: i32[2, 3, 8, 8]", "max_pool2d(%x, kernel=[2, 2])");
     REFUSED(KILN_DIALECT_DNNL, "%x: f16[2, 3, 8, 8]", "avg_pool2d(%x, kernel=[2, 2])");
     REFUSED(KILN_DIALECT_DNNL, "%dy: f64[2, 3, 4, 4]", "avg_pool2d_backward(%dy, kernel=[2, 2], input_size=[8, 8])");
-    REFUSED(KILN_DIALECT_DNNL, "%a: f32[5, 7], %b: f32[7, 3]", "matmul(%a, %b)"); /* matmul is blas's */
+    REFUSED(KILN_DIALECT_DNNL, "%a: f64[5, 7], %b: f64[7, 3]", "matmul(%a, %b)");
+    REFUSED(KILN_DIALECT_DNNL, "%a: f16[5, 7], %b: f16[7, 3]", "matmul(%a, %b)");
     REFUSED(KILN_DIALECT_DNNL, "%x: f32[2, 3, 8, 8]", "adaptive_avg_pool2d(%x, output_size=[2, 2])");
 }

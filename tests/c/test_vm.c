@@ -242,3 +242,61 @@ TEST(vm_errors) {
     kiln_module_free(m);
     kiln_context_free(ctx);
 }
+
+/* A known model: an MLP's forward is two library matmuls and two fused kernels (bias + relu,
+ * bias), and its four buffers fit in 2 KiB (each dies right after its one reader). */
+TEST(vm_known_model_kernels_and_arena) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(ctx,
+                                       "def @mlp(%x: f32[8, 20], %w1: f32[20, 32], %b1: f32[32], %w2: f32[32, 5], %b2: f32[5]) {\n"
+                                       "  let %m1 = matmul(%x, %w1)\n  let %a = add(%m1, %b1)\n  let %h = relu(%a)\n"
+                                       "  let %m2 = matmul(%h, %w2)\n  let %y = add(%m2, %b2)\n  return %y\n}\n",
+                                       "mlp.kir");
+    kiln_program *p;
+    CHECK_OK(ctx, kiln_compile(kiln_module_function(m, "mlp"), NULL, &p));
+    kiln_analysis a;
+    CHECK_OK(ctx, kiln_program_analyze(p, &a));
+    CHECK_INT(a.n_instructions, 4);
+    CHECK_INT(a.n_kernels, 2);
+    CHECK_INT(a.arena_bytes, 2048); /* m1 @0, h @1024, m2 @0 (m1 is dead), y @192 */
+    CHECK_NEAR(a.flops, 2.0 * 8 * 20 * 32 + 2 * 8 * 32 + 2.0 * 8 * 32 * 5 + 8 * 5, 0);
+    char *text = kiln_program_print(p);
+    CHECK(strstr(text, "kernel @mlp.k0(") && strstr(text, "kernel @mlp.k1(") && !strstr(text, "kernel @mlp.k2("));
+    kiln_free(text);
+    kiln_program_free(p);
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
+
+/* A library op with its epilogue: dense stays whole when BLAS implements it (one GEMM into rows
+ * that start as the bias); under dialects "c" it decomposes into matmul + a fused bias add. */
+TEST(vm_dense_bias_epilogue) {
+    char why[256];
+    if (!kiln_dialect_available(KILN_DIALECT_BLAS, why, sizeof why)) {
+        printf("  vm_dense_bias_epilogue: skipped (%s)\n", why);
+        return;
+    }
+    kiln_context *ctx = kiln_context_new();
+    const char *text = "def @f(%x: f32[2, 3, 8], %w: f32[5, 8], %b: f32[5]) {\n  let %y = dense(%x, %w, %b)\n"
+                       "  let %r = relu(%y)\n  return %r\n}\n";
+    kiln_value in[3] = {ramp(ctx, KILN_F32, 3, (int64_t[]){2, 3, 8}, 1), ramp(ctx, KILN_F32, 2, (int64_t[]){5, 8}, 0.5),
+                        ramp(ctx, KILN_F32, 1, (int64_t[]){5}, 0.2)};
+    VM_AGREES(text, "f", 3, in, 1e-5);
+    kiln_module *m = kiln_module_parse(ctx, text, "dense.kir");
+    kiln_program *p;
+    CHECK_OK(ctx, kiln_compile(kiln_module_function(m, "f"), NULL, &p));
+    char *listing = kiln_program_print(p);
+    CHECK(strstr(listing, "= dense(%x, %w, %b)  # blas") != NULL);
+    kiln_free(listing);
+    kiln_program_free(p);
+    kiln_compile_options o = kiln_compile_defaults();
+    o.dialects = "c";
+    CHECK_OK(ctx, kiln_compile(kiln_module_function(m, "f"), &o, &p));
+    listing = kiln_program_print(p);
+    CHECK(strstr(listing, "dense(") == NULL && strstr(listing, "matmul(") != NULL);
+    kiln_free(listing);
+    kiln_program_free(p);
+    release_all(3, in);
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
