@@ -139,8 +139,10 @@ static void bench(kiln_context *ctx, const bench_case *c) {
     double ms[3] = {-1, -1, -1};
     if (out && in[0] && (n->n_in < 2 || in[1])) {
         ms[0] = time_kernel(kiln_op_info_get(n->op)->kernel, &a);
-        /* each dialect's kernel, also where its supports() declines for speed ("-": it fails) */
-        for (int d = KILN_DIALECT_BLAS; d <= KILN_DIALECT_DNNL; d++) {
+        /* each dialect's kernel, also where its supports() declines for speed ("-": it fails);
+         * dnnl first: OpenBLAS's threads spin for a while after each call and would steal cores
+         * from the OpenMP threads that follow (with OMP_WAIT_POLICY=passive those sleep) */
+        for (int d = KILN_DIALECT_DNNL; d >= KILN_DIALECT_BLAS; d--) {
             const kiln_dialect_impl *const *list = d == KILN_DIALECT_BLAS ? kiln_blas_impls : kiln_dnnl_impls;
             for (int i = 0; kiln_dialect_available((kiln_dialect_id)d, NULL, 0) && list[i]; i++)
                 if (list[i]->op == n->op) ms[d] = time_kernel(list[i]->kernel, &a);

@@ -39,9 +39,18 @@
  *         fprintf(stderr, "%s\n", kiln_error_message(ctx));
  *         return 1;
  *     }
+ *     kiln_value_release(out);
+ *
+ *     kiln_program *p;                                         // compiled: passes, fusion,
+ *     if (kiln_compile(f, NULL, &p) != KILN_OK ||              // memory plan, generated kernels
+ *         kiln_program_run(p, 2, in, &out) != KILN_OK) {       // the VM
+ *         fprintf(stderr, "%s\n", kiln_error_message(ctx));
+ *         return 1;
+ *     }
  *     const float *r = kiln_tensor_data(out.tensor);
  *     printf("%g %g\n", r[0], r[1]);                          // prints: 6 15
  *     kiln_value_release(out);
+ *     kiln_program_free(p);
  *     kiln_value_release(in[0]);
  *     kiln_value_release(in[1]);
  *     kiln_module_free(m);

@@ -12,6 +12,9 @@
  * buffer: int -> int64_t, float -> double, bool -> uint8_t) followed by one per result;
  * params: integers (sizes, strides) the lowering computed, passed back at every call. */
 typedef void (*kiln_gen_fn)(char *const *bufs, const int64_t *params);
+/* The VM may pass an elementwise kernel an output buffer equal to an input of the same shape
+ * (a donated output computed in place): kernels read every input element into a local before
+ * they store the outputs of that element, so this is safe although buffers are `restrict`. */
 
 typedef struct kiln_gen_kernel {
     char *source;          /* malloc'd C source defining `symbol` (plus static helpers) */
@@ -33,8 +36,8 @@ void kiln_gen_kernel_free(kiln_gen_kernel *k);
 /* A loaded shared object of generated kernels. */
 typedef struct kiln_jit_lib kiln_jit_lib;
 /* Compiles n kernels as one translation unit with the system C compiler ($CC or cc; -O3
- * -march=native -fopenmp -fPIC -shared), cached as <cache_dir>/<hash>.so (a corrupt or stale
- * entry is detected and rebuilt), and resolves fns[i] for kernels[i]. debug >= 2 prints the
+ * -march=native -fopenmp -fno-math-errno -fno-trapping-math -fPIC -shared), cached as
+ * <cache_dir>/<hash>.so (a corrupt or stale entry is detected and rebuilt), and resolves fns[i] for kernels[i]. debug >= 2 prints the
  * source. A compiler failure returns an error with the source file's path and the compiler's
  * message. */
 kiln_status kiln_jit_build(kiln_context *ctx, const char *cache_dir, int debug, int n,

@@ -1,6 +1,7 @@
 /* render_c.c — prints a planned group (lower.h) as one C function: the shared preamble (16-bit
  * float conversions and integer helpers, the same arithmetic as src/core/dtype.c and
- * src/ops/elementwise.c), per-element expressions in registers, and the loop nest. */
+ * src/ops/elementwise.c; vectorizable f32 transcendentals), per-element expressions in
+ * registers, and the loop nest (inner loops `omp simd`). */
 #include "codegen/lower.h"
 #include <math.h>
 #include <stdarg.h>
@@ -13,7 +14,8 @@
 #define GEN_PAR_WORK 32768  /* elements from which the outer loop runs in parallel */
 
 /* Guarded, so several kernels concatenate into one translation unit. Copies of the reference
- * arithmetic: generated code must round and wrap exactly as the interpreter does. */
+ * arithmetic: generated code must round and wrap exactly as the interpreter does, except the
+ * f32 transcendentals (kg_expf...), which agree with it within a few ulp. */
 static const char PREAMBLE[] =
     "#ifndef KILN_GEN_PREAMBLE\n"
     "#define KILN_GEN_PREAMBLE\n"
@@ -81,6 +83,96 @@ static const char PREAMBLE[] =
     "}\n"
     "static inline int64_t kg_shl(int64_t x, int64_t y) { return y < 0 || y >= 64 ? 0 : (int64_t)((uint64_t)x << y); }\n"
     "static inline int64_t kg_shr(int64_t x, int64_t y) { return y < 0 || y >= 64 ? (x < 0 ? -1 : 0) : x >> y; }\n"
+    /* Vectorizable f32 transcendentals: branch-free (selects only), no calls, so gcc vectorizes a
+     * loop of them (with -fno-trapping-math, which lets it evaluate both arms of a select). f32,
+     * f16 and bf16 use them; f64 keeps libm. Max errors against the exact value, measured over
+     * f32 inputs (tests/c/test_codegen.c checks them): exp 1, log 1, log2 1.5, tanh 1.5,
+     * sigmoid 2.5, erf 1.5, atan 2.5 ulp; special values (0, inf, NaN, overflow, underflow) exact.
+     * kg_pow2i: 2^n for n in [-126, 127], built in the exponent field. */
+    "static inline float kg_pow2i(int32_t n) { return kg_float((uint32_t)(n + 127) << 23); }\n"
+    /* exp: n = rint(x log2 e) (adding and removing 1.5 * 2^23 rounds to an integer), r = x - n ln2
+     * with ln2 in two parts (Cody-Waite; n * 0.693359375 is exact), e^r by Cephes' degree-6
+     * polynomial on |r| <= ln2 / 2, then * 2^n as two powers of two (one final rounding, so
+     * subnormal results and the overflow to inf are right). x is clamped to [-104, 89], beyond
+     * which the result is 0 / inf anyway. */
+    "static inline float kg_expf(float x) {\n"
+    "    const float x1 = x > 89.0f ? 89.0f : x, x2 = x1 < -104.0f ? -104.0f : x1, xc = x == x ? x2 : 0.0f;\n"
+    "    const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;\n"
+    "    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;\n"
+    "    const float p = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r\n"
+    "                      + 1.6666665459e-1f) * r + 5.0000001201e-1f) * (r * r) + r + 1.0f;\n"
+    "    const int32_t ni = (int32_t)n, n1 = ni / 2;\n"
+    "    const float y = p * kg_pow2i(n1) * kg_pow2i(ni - n1);\n"
+    "    return x == x ? y : x;\n"
+    "}\n"
+    /* log: x = 2^e m with m in [sqrt(1/2), sqrt(2)) (subnormals scaled by 2^23 first), f = m - 1
+     * (exact); log m = f + y, y = f^3 P(f) - f^2 / 2 (Cephes logf's polynomial). x < 0 gives the
+     * NaN of (x - x) / 0, as libm's (the default NaN). */
+    "static inline float kg_log_parts(float x, float *e, float *y) {\n"
+    "    const int sub = x < 1.17549435e-38f;\n"
+    "    const float xs = x * 8388608.0f;\n"
+    "    const uint32_t u = kg_bits(sub ? xs : x) + (0x3f800000u - 0x3f3504f3u);\n"
+    "    const int32_t k = (int32_t)(u >> 23) - (sub ? 150 : 127);\n"
+    "    const float f = kg_float((u & 0x007fffffu) + 0x3f3504f3u) - 1.0f, z = f * f;\n"
+    "    *e = (float)k;\n"
+    "    *y = f * z * ((((((((7.0376836292e-2f * f - 1.1514610310e-1f) * f + 1.1676998740e-1f) * f - 1.2420140846e-1f) * f\n"
+    "                       + 1.4249322787e-1f) * f - 1.6668057665e-1f) * f + 2.0000714765e-1f) * f - 2.4999993993e-1f) * f\n"
+    "                   + 3.3333331174e-1f) - 0.5f * z;\n"
+    "    return f;\n"
+    "}\n"
+    "static inline float kg_log_special(float x, float r) {\n"
+    "    const float r1 = x == INFINITY ? x : r, r2 = x == 0 ? -INFINITY : r1;\n"
+    "    return (x < 0) | (x != x) ? (x - x) / 0.0f : r2;\n"
+    "}\n"
+    "static inline float kg_logf(float x) {\n"
+    "    float e, y, f = kg_log_parts(x, &e, &y);\n"
+    "    return kg_log_special(x, (f + (y + e * -2.12194440e-4f)) + e * 0.693359375f);\n"
+    "}\n"
+    /* log2 = e + (f + y) log2 e, with log2 e = 1 + 0.4427: the large part f enters unscaled. */
+    "static inline float kg_log2f(float x) {\n"
+    "    float e, y, f = kg_log_parts(x, &e, &y);\n"
+    "    return kg_log_special(x, (((y * 0.44269504088896340736f + f * 0.44269504088896340736f) + y) + f) + e);\n"
+    "}\n"
+    /* tanh: x + x^3 P(x^2) for |x| < 0.625 (Cephes), else 1 - 2 / (e^2|x| + 1), which saturates
+     * to 1 when e^2|x| overflows; sign restored with copysign (keeps -0). */
+    "static inline float kg_tanhf(float x) {\n"
+    "    const float a = fabsf(x), z = a * a;\n"
+    "    const float s = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z\n"
+    "                     - 3.33332819422e-1f) * z * a + a;\n"
+    "    const float l = 1.0f - 2.0f / (kg_expf(a + a) + 1.0f);\n"
+    "    return copysignf(a < 0.625f ? s : l, x);\n"
+    "}\n"
+    /* sigmoid with e = e^-|x| <= 1: 1 / (1 + e) for x >= 0, e / (1 + e) below (no overflow,
+     * tiny results keep their precision). */
+    "static inline float kg_sigmoidf(float x) {\n"
+    "    const float e = kg_expf(-fabsf(x));\n"
+    "    return (x >= 0 ? 1.0f : e) / (1.0f + e);\n"
+    "}\n"
+    /* erf: |x| < 0.921875: x + x Q(x^2); above: 1 - e^P(|x| - 0.921875), P fitting log erfc to
+     * ~1e-11 weighted by erfc (minimax-like least squares, degree 5 and 9); |x| clamped to 4,
+     * where erf rounds to 1. */
+    "static inline float kg_erff(float x) {\n"
+    "    const float a = fabsf(x), s = a * a;\n"
+    "    const float lo = a + a * (((((-6.013395614e-04f * s + 4.998001270e-03f) * s - 2.677023225e-02f) * s + 1.128192693e-01f) * s\n"
+    "                               - 3.761250675e-01f) * s + 1.283791512e-01f);\n"
+    "    const float t = (a > 4.0f ? 4.0f : a) - 0.921875f;\n"
+    "    const float p = ((((((((1.032884938e-06f * t - 8.021665053e-06f) * t + 3.622932354e-06f) * t + 2.592895180e-04f) * t\n"
+    "                        - 2.110351808e-03f) * t + 1.083694305e-02f) * t - 4.482151195e-02f) * t - 8.329891562e-01f) * t\n"
+    "                     - 2.508012533e+00f) * t - 1.648561835e+00f;\n"
+    "    const float hi = 1.0f - kg_expf(p);\n"
+    "    return copysignf(a < 0.921875f ? lo : hi, x);\n"
+    "}\n"
+    /* atan (Cephes atanf): |x| reduced to w in [-tan pi/8, tan pi/8] with atan |x| = c + atan w,
+     * c = 0, pi/4 or pi/2 (given as hi + lo), then w + w^3 P(w^2). */
+    "static inline float kg_atanf(float x) {\n"
+    "    const float a = fabsf(x);\n"
+    "    const int big = a > 2.414213562f, mid = a > 0.414213562f;\n"
+    "    const float inv = -1.0f / a, red = (a - 1.0f) / (a + 1.0f);\n"
+    "    const float w = big ? inv : mid ? red : a, z = w * w;\n"
+    "    const float hi = big ? 1.570796327f : mid ? 0.785398163f : 0.0f, lo = big ? -4.37113883e-8f : mid ? -2.18556941e-8f : 0.0f;\n"
+    "    const float y = hi + (((((((8.05374449538e-2f * z - 1.38776856032e-1f) * z + 1.99777106478e-1f) * z - 3.33329491539e-1f) * z) * w + lo) + w));\n"
+    "    return copysignf(y, x);\n"
+    "}\n"
     "#define KG_FLOAT_MATH(M, S)\\\n"
     "    static inline M kg_mod_##M(M x, M y) {\\\n"
     "        M r = fmod##S(x, y);\\\n"
@@ -253,15 +345,22 @@ static gx unary_x(const kiln_node *n, kiln_dtype dt, const char *X) {
     }
     default: break;
     }
-    static const struct { kiln_op op; const char *fmt; } FLOAT_FN[] = {
-        {KILN_OP_EXP, "exp%s(%s)"}, {KILN_OP_LOG, "log%s(%s)"}, {KILN_OP_LOG2, "log2%s(%s)"},
-        {KILN_OP_SQRT, "sqrt%s(%s)"}, {KILN_OP_RSQRT, "(1 / sqrt%s(%s))"}, {KILN_OP_SIN, "sin%s(%s)"},
-        {KILN_OP_COS, "cos%s(%s)"}, {KILN_OP_TANH, "tanh%s(%s)"}, {KILN_OP_ATAN, "atan%s(%s)"},
-        {KILN_OP_ERF, "erf%s(%s)"}, {KILN_OP_SIGMOID, "(1 / (1 + exp%s(-%s)))"},
+    /* f64 calls libm; f32 (and f16 / bf16, computed in float) the preamble's kg_*f where the
+     * op has one (within a few ulp of libm, vectorizable), else libm's float function. */
+    static const struct { kiln_op op; const char *fmt, *vec; } FLOAT_FN[] = {
+        {KILN_OP_EXP, "exp%s(%s)", "kg_expf(%s)"}, {KILN_OP_LOG, "log%s(%s)", "kg_logf(%s)"},
+        {KILN_OP_LOG2, "log2%s(%s)", "kg_log2f(%s)"}, {KILN_OP_SQRT, "sqrt%s(%s)", NULL},
+        {KILN_OP_RSQRT, "(1 / sqrt%s(%s))", NULL}, {KILN_OP_SIN, "sin%s(%s)", NULL},
+        {KILN_OP_COS, "cos%s(%s)", NULL}, {KILN_OP_TANH, "tanh%s(%s)", "kg_tanhf(%s)"},
+        {KILN_OP_ATAN, "atan%s(%s)", "kg_atanf(%s)"}, {KILN_OP_ERF, "erf%s(%s)", "kg_erff(%s)"},
+        {KILN_OP_SIGMOID, "(1 / (1 + exp%s(-%s)))", "kg_sigmoidf(%s)"},
     };
     if (n->op == KILN_OP_RECIPROCAL) return gxf("(1 / %s)", X);
-    for (size_t i = 0; i < KILN_COUNTOF(FLOAT_FN); i++)
-        if (FLOAT_FN[i].op == n->op) return gxf(FLOAT_FN[i].fmt, sf, X);
+    for (size_t i = 0; i < KILN_COUNTOF(FLOAT_FN); i++) {
+        if (FLOAT_FN[i].op != n->op) continue;
+        if (dt != KILN_F64 && FLOAT_FN[i].vec) return gxf(FLOAT_FN[i].vec, X);
+        return gxf(FLOAT_FN[i].fmt, sf, X);
+    }
     return gxf("?");
 }
 
@@ -527,12 +626,12 @@ static void render(gen_plan *p, gen_out *o) {
         kiln_buf_printf(b, "for (int64_t q2 = 0; q2 < params[%d]; q2++) {\n", slot(o, numel_dims(p, 0, p->nd, true)));
         emit_offsets(p, b, "r", "o", 0);
         emit_decode(p, b, "q2", last, true, "r", 0);
-        kiln_buf_puts(b, "for (int64_t j = j0; j < j1; j++) {\n");
+        kiln_buf_puts(b, "#pragma omp simd\nfor (int64_t j = j0; j < j1; j++) {\n");
         emit_values(p, b, 0, "r", true, &r);
         kiln_buf_printf(b, "const %s x_ = %s;\nconst %s a = acc[j - j0];\nacc[j - j0] = %s;\n}\n}\n", r.acc_t, r.elem.s,
                         r.acc_t, r.fold.s);
     }
-    kiln_buf_puts(b, "for (int64_t j = j0; j < j1; j++) {\n");
+    kiln_buf_puts(b, "#pragma omp simd\nfor (int64_t j = j0; j < j1; j++) {\n");
     if (p->red) kiln_buf_printf(b, "const %s a = acc[j - j0];\n", r.acc_t);
     emit_values(p, b, p->red ? 1 : 0, "o", true, p->red ? &r : NULL);
     emit_stores(p, b, true);
