@@ -1,7 +1,7 @@
 /* dialects.c — micro-benchmark of the library dialects: ms per call of the reference kernel,
  * the blas and the dnnl implementation on the shapes that matter (LeNet-5, a ResNet 3x3 conv,
- * MLP and GPT-ish matmuls), forward and backward. `make bench-dialects`; an optional argument
- * keeps only the cases whose name contains it.
+ * MLP, GPT and attention matmuls), forward and backward; GFLOP/s for matmuls. `make
+ * bench-dialects`; an optional argument keeps only the cases whose name contains it.
  *
  * Measured (best ms per call; OpenBLAS 0.3.21, oneDNN 2.6.3 on plain NCHW; 16-core AVX-512 host,
  * and the same pinned to 2 cores with 2 threads):
@@ -22,11 +22,47 @@
  *   resnet conv3x3 fwd  240.962   15.360    2.340   190.542   34.830    9.828
  *   resnet conv3x3 dgrad 211.539  20.872    3.638   197.353   41.488   13.623
  *   resnet conv3x3 wgrad 648.460  17.045   10.989   608.016   36.379   13.294
- *   mm 128x784x512        9.152    0.450      -       9.148    1.611      -   (dx, dw alike)
- *   mm 128x512x512        5.792    0.289      -       5.784    1.051      -   (dx, dw alike)
- *   mm gpt 1024x256x768  36.886    1.623      -      36.715    6.215      -   (dx 1.789 / 6.320)
- * Hence dnnl (priority 20) over blas (10) for convolutions and pools, blas for matmul, and
- * dnnl's max_pool2d_backward only with at least 4 CPUs (dnnl.c). */
+ *
+ * Matmuls (f32; best ms per call and GFLOP/s of 9 runs, 2-core host shared with other jobs
+ * (load average ~6: runs were bimodal, 1 or 2 cores free, each figure varied up to 2-4x between
+ * runs); 2 threads, OMP_WAIT_POLICY=passive; OpenBLAS 0.3.21 sgemm vs oneDNN's matmul primitive):
+ *                              ms: ref    blas    dnnl     GFLOP/s: ref blas dnnl   picks
+ *   mm 128x784x512           8.917   0.617   0.811      12   166   126   dnnl
+ *   mm 128x784x512 dx        7.874   0.621   0.566      13   166   182   dnnl
+ *   mm 128x784x512 dw        9.614   0.633   0.599      11   162   171   blas
+ *   mm 128x512x512           5.830   0.401   0.535      12   167   125   dnnl
+ *   mm 128x512x512 dx        4.995   0.407   0.373      13   165   179   dnnl
+ *   mm 128x512x512 dw        6.614   0.421   0.550      10   159   121   blas
+ *   mm 128x512x10            0.194   0.032   0.021       7    41    62   dnnl
+ *   mm 128x512x10 dx         0.103   0.028   0.017      13    47    78   dnnl
+ *   mm 128x512x10 dw         0.273   0.033   0.022       5    40    60   dnnl
+ *   mm gpt 256->768         35.740   2.334   2.188      11   172   184   dnnl
+ *   mm gpt 256->768 dx      30.394   2.317   2.295      13   173   175   dnnl
+ *   mm gpt 256->768 dw      39.805   2.188   2.728      10   184   147   blas
+ *   mm gpt 256->1024        56.094   3.023   2.871      10   178   188   dnnl
+ *   mm gpt 256->1024 dx     47.282   2.975   4.058      11   181   133   dnnl
+ *   mm gpt 256->1024 dw     56.121   5.874  12.479      10    92    43   blas
+ *   mm gpt 1024->256        42.596   5.831   3.132      13    92   171   dnnl
+ *   mm gpt 1024->256 dx     39.940   5.954   2.877      13    90   187   dnnl
+ *   mm gpt 1024->256 dw     59.824   6.005  14.772       9    89    36   blas
+ *   mm vocab                79.912  10.112  11.675      13   106    92   dnnl
+ *   mm vocab dx             86.295  13.718  12.493      12    78    86   dnnl
+ *   mm vocab dw            143.961  12.865  25.203       7    84    43   blas
+ *   mm vocab dw batched    151.255  21.992  32.497       7    49    33   blas
+ *   mm att q@k^T             4.818   0.652   0.389      14   103   172   dnnl
+ *   mm att q@kt              5.011   0.797   0.423      13    84   159   dnnl
+ *   mm att p@v               4.988   0.666   0.382      13   101   176   dnnl
+ *   mm att dp=do@v^T         4.764   0.632   0.752      14   106    89   dnnl
+ *   mm att dv=p^T@do         5.427   0.658   0.774      12   102    87   dnnl
+ *   mm att dk=ds^T@q         5.398   0.627   0.401      12   107   168   dnnl
+ * A standalone run of the same GEMMs (cblas_sgemm, dnnl_sgemm, the matmul primitive) gave the
+ * primitive 0.39 ms / 170-180 GFLOP/s on 128x512x512 and 128x784x512 and 0.42-0.46 ms on the
+ * attention gradients in its 2-core runs; dnnl_sgemm matched the primitive on 2-D GEMMs and
+ * lost 1.4x on batched ones (a parallel region per matrix), so the dialect uses the primitive.
+ * Hence dnnl (priority 20) over blas for matmul except a transposed a on large matrices (the
+ * weight gradients), where oneDNN's jit GEMM runs at 36-43 GFLOP/s (dnnl.c, DN_MM_TA_LIMIT).
+ * And dnnl (priority 20) over blas (10) for convolutions and pools, and dnnl's
+ * max_pool2d_backward only with at least 4 CPUs (dnnl.c). */
 #include "dialects/dialect.h"
 #include <stdio.h>
 #include <stdlib.h>

@@ -20,6 +20,9 @@ static dgemm_fn blas_dgemm;
 
 bool kiln_blas_load(char *why, size_t why_size) {
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so"};
+    /* OpenBLAS's threads spin after each call and would take the cores from the OpenMP kernels
+     * that run next: they sleep at once instead (read when the library loads) unless set */
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
     void *lib = NULL;
     for (size_t i = 0; !lib && i < sizeof names / sizeof names[0]; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
@@ -286,7 +289,8 @@ static kiln_status blas_dense(kiln_kernel_args *a) {
 
 /* ---- registry ------------------------------------------------------------------------------- */
 /* Priorities (measured table in bench/dialects.c): sgemm beats the reference GEMM 6-25x on every
- * matmul measured; im2col + sgemm beats the reference convolutions 2-40x but loses to dnnl (20)
+ * matmul measured, but dnnl's matmul (20) outranks it except for large transposed-a GEMMs (weight
+ * gradients), which dnnl declines (dnnl.c); im2col + sgemm beats the reference convolutions 2-40x but loses to dnnl (20)
  * everywhere, so it serves where dnnl is missing or declines (e.g. negative effective padding). */
 static const kiln_dialect_impl blas_matmul_impl = {KILN_OP_MATMUL, KILN_DIALECT_BLAS, 10, blas_matmul_supports, blas_matmul};
 static const kiln_dialect_impl blas_dense_impl = {KILN_OP_DENSE, KILN_DIALECT_BLAS, 10, blas_dense_supports, blas_dense};

@@ -75,7 +75,11 @@ typedef struct dn_geom {
     /* matmul: rank, src [batch..., M, K], weights [batch..., K, N], dst [batch..., M, N] (size-1
      * batch dims broadcast) and whether src / weights are stored transposed */
     int64_t mm_nd, mm_src[KILN_MAX_DIMS], mm_wei[KILN_MAX_DIMS], mm_dst[KILN_MAX_DIMS], mm_ta, mm_tb;
+    int64_t mm_bias; /* dense with a bias: the matmul's bias argument is its epilogue */
 } dn_geom;
+
+/* The kernel tensor an argument binds: an input's index, or DN_OUT for the result. */
+#define DN_OUT (-1)
 
 static bool is_conv(kiln_op op) {
     return op == KILN_OP_CONV2D || op == KILN_OP_CONV2D_TRANSPOSE || op == KILN_OP_CONV2D_BACKWARD_WEIGHT;
@@ -118,14 +122,25 @@ static bool mm_geom(const kiln_attr *attrs, int na, const int64_t *sa, int nb, c
     return m && n && k && nmat;
 }
 
+/* dense(x [.., k], w [n, k], b [n]?) = x @ w^T + b: one GEMM with the leading dims folded into
+ * rows, w read transposed, and the bias as the matmul's bias argument. */
+static bool dense_geom(int nd0, const int64_t *in0, const int64_t *in1, bool bias, dn_geom *g) {
+    int64_t m = kiln_shape_numel(nd0 - 1, in0), k = in0[nd0 - 1], n = in1[0];
+    g->mm_nd = 2, g->mm_tb = 1, g->mm_bias = bias;
+    g->mm_src[0] = m, g->mm_src[1] = k, g->mm_wei[0] = k, g->mm_wei[1] = n, g->mm_dst[0] = m, g->mm_dst[1] = n;
+    return m && n && k;
+}
+
 /* Reads a call's geometry from the shapes (and ranks) of input 0, input 1 (NULL if none) and
- * the result; false where oneDNN's semantics differ from the reference kernel's. */
+ * the result (`bias`: dense has its third input); false where oneDNN's semantics differ from
+ * the reference kernel's. */
 static bool dn_geom_make(kiln_op op, const kiln_attr *attrs, int nd0, const int64_t *in0, int nd1, const int64_t *in1,
-                         const int64_t *out, dn_geom *g) {
+                         const int64_t *out, bool bias, dn_geom *g) {
     char err[256];
     memset(g, 0, sizeof *g);
     g->op = op;
     if (op == KILN_OP_MATMUL) return mm_geom(attrs, nd0, in0, nd1, in1, g);
+    if (op == KILN_OP_DENSE) return dense_geom(nd0, in0, in1, bias, g);
     if (is_conv(op)) {
         kiln_conv_geom c;
         if (!kiln_conv_geom_read(op, attrs, in0, in1, out, &c)) return false;
@@ -170,7 +185,7 @@ typedef struct dn_arg {
 typedef struct dn_prim {
     dnnl_primitive_t prim;
     int n_args;
-    dn_arg args[3];
+    dn_arg args[4];
     size_t scratch; /* bytes of user scratchpad */
 } dn_prim;
 
@@ -244,18 +259,24 @@ static bool md_matrix(dnnl_memory_desc_t *md, int nd, const int64_t *dims, bool 
 static bool mm_entry_make(dn_entry *e) {
     const dn_geom *g = &e->key;
     int nd = (int)g->mm_nd;
-    dnnl_memory_desc_t src, wei, dst;
+    dnnl_memory_desc_t src, wei, dst, bias;
     dnnl_matmul_desc_t md;
-    return md_matrix(&src, nd, g->mm_src, g->mm_ta) && md_matrix(&wei, nd, g->mm_wei, g->mm_tb) &&
-           md_matrix(&dst, nd, g->mm_dst, false) && dn.dnnl_matmul_desc_init(&md, &src, &wei, NULL, &dst) == dnnl_success &&
-           prim_make(&e->main, &md, NULL, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, (int[]){0, 1, 2},
+    int64_t bias_dims[2] = {1, g->mm_dst[nd - 1]};
+    if (!md_matrix(&src, nd, g->mm_src, g->mm_ta) || !md_matrix(&wei, nd, g->mm_wei, g->mm_tb) ||
+        !md_matrix(&dst, nd, g->mm_dst, false) || (g->mm_bias && !md_matrix(&bias, 2, bias_dims, false)) ||
+        dn.dnnl_matmul_desc_init(&md, &src, &wei, g->mm_bias ? &bias : NULL, &dst) != dnnl_success)
+        return false;
+    if (g->mm_bias)
+        return prim_make(&e->main, &md, NULL, 4, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST},
+                         (int[]){0, 1, 2, DN_OUT}, (const dnnl_memory_desc_t *[]){&src, &wei, &bias, &dst}, NULL);
+    return prim_make(&e->main, &md, NULL, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, (int[]){0, 1, DN_OUT},
                      (const dnnl_memory_desc_t *[]){&src, &wei, &dst}, NULL);
 }
 
 static bool entry_make(dn_entry *e) {
     const dn_geom *g = &e->key;
     kiln_op op = (kiln_op)g->op;
-    if (op == KILN_OP_MATMUL) return mm_entry_make(e);
+    if (op == KILN_OP_MATMUL || op == KILN_OP_DENSE) return mm_entry_make(e);
     dnnl_memory_desc_t big, small, wei;
     if (!md_plain(&big, 4, g->big) || !md_plain(&small, 4, g->small) || (is_conv(op) && !md_plain(&wei, (int)g->wei_nd, g->wei)))
         return false;
@@ -272,11 +293,11 @@ static bool entry_make(dn_entry *e) {
     bool ok;
     switch (op) {
     case KILN_OP_CONV2D:
-        return prim_make(&e->main, fdesc, NULL, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, (int[]){0, 1, 2},
+        return prim_make(&e->main, fdesc, NULL, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, (int[]){0, 1, DN_OUT},
                          (const dnnl_memory_desc_t *[]){&big, &wei, &small}, NULL);
     case KILN_OP_MAX_POOL2D:
     case KILN_OP_AVG_POOL2D:
-        return prim_make(&e->main, fdesc, NULL, 2, (int[]){DNNL_ARG_SRC, DNNL_ARG_DST}, (int[]){0, 2},
+        return prim_make(&e->main, fdesc, NULL, 2, (int[]){DNNL_ARG_SRC, DNNL_ARG_DST}, (int[]){0, DN_OUT},
                          (const dnnl_memory_desc_t *[]){&big, &small}, NULL);
     case KILN_OP_MAX_POOL2D_BACKWARD: /* pre: x (in 0) -> scratch dst + workspace */
         if (!prim_make(&e->pre, fdesc, NULL, 1, (int[]){DNNL_ARG_SRC}, (int[]){0}, (const dnnl_memory_desc_t *[]){&big}, &hint))
@@ -292,20 +313,20 @@ static bool entry_make(dn_entry *e) {
     case KILN_OP_CONV2D_TRANSPOSE:
         ok = dn.dnnl_dilated_convolution_backward_data_desc_init(&bcd, dnnl_convolution_direct, &big, &wei, &small, g->stride,
                                                                  g->dil, g->pad_l, g->pad_r) == dnnl_success &&
-             prim_make(&e->main, &bcd, hint, 3, (int[]){DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC}, (int[]){0, 1, 2},
+             prim_make(&e->main, &bcd, hint, 3, (int[]){DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC}, (int[]){0, 1, DN_OUT},
                        (const dnnl_memory_desc_t *[]){&small, &wei, &big}, NULL);
         break;
     case KILN_OP_CONV2D_BACKWARD_WEIGHT:
         ok = dn.dnnl_dilated_convolution_backward_weights_desc_init(&bcd, dnnl_convolution_direct, &big, &wei, NULL, &small,
                                                                     g->stride, g->dil, g->pad_l, g->pad_r) == dnnl_success &&
-             prim_make(&e->main, &bcd, hint, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS}, (int[]){0, 1, 2},
+             prim_make(&e->main, &bcd, hint, 3, (int[]){DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS}, (int[]){0, 1, DN_OUT},
                        (const dnnl_memory_desc_t *[]){&big, &small, &wei}, NULL);
         break;
     default: /* pool backwards: dy is the last input */
         ok = dn.dnnl_pooling_v2_backward_desc_init(&bpd, alg, &big, &small, g->stride, g->kernel, g->dil, g->pad_l, g->pad_r) ==
                  dnnl_success &&
              prim_make(&e->main, &bpd, hint, 2, (int[]){DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC},
-                       (int[]){op == KILN_OP_MAX_POOL2D_BACKWARD ? 1 : 0, 2}, (const dnnl_memory_desc_t *[]){&small, &big}, NULL);
+                       (int[]){op == KILN_OP_MAX_POOL2D_BACKWARD ? 1 : 0, DN_OUT}, (const dnnl_memory_desc_t *[]){&small, &big}, NULL);
         break;
     }
     dn.dnnl_primitive_desc_destroy(hint);
@@ -350,7 +371,7 @@ static bool prim_run(const dn_prim *p, dnnl_stream_t s, kiln_kernel_args *a, int
                dn.dnnl_memory_create(&args[n].memory, &smd, dn_engine, scratch) == dnnl_success);
     if (ok && p->scratch) args[n++].arg = DNNL_ARG_SCRATCHPAD;
     for (int i = 0; ok && i < p->n_args; i++) {
-        const kiln_tensor *t = p->args[i].tensor < 2 ? a->in[p->args[i].tensor] : a->out[0];
+        const kiln_tensor *t = p->args[i].tensor == DN_OUT ? a->out[0] : a->in[p->args[i].tensor];
         ok = dn.dnnl_memory_create(&args[n].memory, &p->args[i].md, dn_engine, t->data) == dnnl_success;
         if (ok) args[n++].arg = p->args[i].arg;
     }
@@ -383,7 +404,7 @@ static kiln_status dn_kernel(kiln_kernel_args *a) {
     const kiln_tensor *in1 = a->n_in > 1 ? a->in[1] : NULL;
     dn_geom g;
     bool geom = dn_geom_make(a->op, a->attrs, a->in[0]->ndim, a->in[0]->shape, in1 ? in1->ndim : 0, in1 ? in1->shape : NULL,
-                             a->out[0]->shape, &g);
+                             a->out[0]->shape, a->n_in > 2, &g);
     if (!geom && a->op == KILN_OP_MATMUL && (!a->in[0]->numel || !in1->numel)) { /* empty: zeros (or nothing) */
         memset(a->out[0]->data, 0, sizeof(float) * (size_t)a->out[0]->numel);
         return KILN_OK;
@@ -400,11 +421,12 @@ static kiln_status dn_kernel(kiln_kernel_args *a) {
 /* f32 operands and result (4-D but for matmul), and a geometry oneDNN accepts (asking it once
  * per shape); an empty matmul is accepted (the kernel fills it). g: the geometry read. */
 static bool dn_supports_geom(const kiln_node *n, dn_geom *g) {
-    const kiln_type *t[3] = {n->in[0]->type, n->n_in > 1 ? n->in[1]->type : NULL, n->out->type};
-    for (int i = 0; i < 3; i++)
-        if (t[i] && (t[i]->kind != KILN_TYPE_TENSOR || t[i]->dtype != KILN_F32 || (n->op != KILN_OP_MATMUL && t[i]->ndim != 4)))
-            return false;
-    if (dn_geom_make(n->op, n->attrs, t[0]->ndim, t[0]->shape, t[1] ? t[1]->ndim : 0, t[1] ? t[1]->shape : NULL, t[2]->shape, g))
+    bool gemm = n->op == KILN_OP_MATMUL || n->op == KILN_OP_DENSE;
+    const kiln_type *t[4] = {n->in[0]->type, n->n_in > 1 ? n->in[1]->type : NULL, n->out->type, n->n_in > 2 ? n->in[2]->type : NULL};
+    for (int i = 0; i < 4; i++)
+        if (t[i] && (t[i]->kind != KILN_TYPE_TENSOR || t[i]->dtype != KILN_F32 || (!gemm && t[i]->ndim != 4))) return false;
+    if (dn_geom_make(n->op, n->attrs, t[0]->ndim, t[0]->shape, t[1] ? t[1]->ndim : 0, t[1] ? t[1]->shape : NULL, t[2]->shape,
+                     n->n_in > 2, g))
         return dn_get(g) != NULL;
     return n->op == KILN_OP_MATMUL && (!kiln_shape_numel(t[0]->ndim, t[0]->shape) || !kiln_shape_numel(t[1]->ndim, t[1]->shape));
 }
@@ -425,7 +447,7 @@ static bool dn_max_pool_bw_supports(const kiln_node *n) { return sysconf(_SC_NPR
  * oneDNN matches or beats sgemm on plain and transpose_b GEMMs, wins 1.4-1.8x on batched
  * attention GEMMs and small ones, and shares the OpenMP pool of the generated kernels instead
  * of running a second pool; but with a transposed a and a large contraction its jit GEMM runs
- * 2-3x slower (e.g. x^T @ dy for [1024, 1024]^T x [1024, 256]: 22 vs 60-85 GFLOP/s). So it takes
+ * 2-3x slower (x^T @ dy for [1024, 1024]^T x [1024, 256]: 36 vs 89 GFLOP/s). So it takes
  * transpose_a only for matrices of at most DN_MM_TA_LIMIT multiply-adds each (attention's dk,
  * dv), leaving larger weight gradients to blas. */
 #define DN_MM_TA_LIMIT ((int64_t)1 << 21)
@@ -437,10 +459,12 @@ static bool dn_matmul_supports(const kiln_node *n) {
 }
 
 /* Priorities: oneDNN beat both the reference and blas's im2col + sgemm on every convolution and
- * pool measured (the table is in bench/dialects.c), so it outranks blas (10). */
+ * pool measured (the table is in bench/dialects.c), so it outranks blas (10); for matmul too,
+ * where dn_matmul_supports takes it (above). */
 #define DN_IMPL(name, OP, supports) \
     static const kiln_dialect_impl name = {KILN_OP_##OP, KILN_DIALECT_DNNL, 20, supports, dn_kernel};
 DN_IMPL(dn_matmul, MATMUL, dn_matmul_supports)
+DN_IMPL(dn_dense, DENSE, dn_supports) /* x @ w^T with the bias as the matmul's epilogue */
 DN_IMPL(dn_conv2d, CONV2D, dn_supports)
 DN_IMPL(dn_conv2d_t, CONV2D_TRANSPOSE, dn_supports)
 DN_IMPL(dn_conv2d_bw, CONV2D_BACKWARD_WEIGHT, dn_supports)
@@ -448,7 +472,7 @@ DN_IMPL(dn_max_pool, MAX_POOL2D, dn_supports)
 DN_IMPL(dn_avg_pool, AVG_POOL2D, dn_supports)
 DN_IMPL(dn_max_pool_bw, MAX_POOL2D_BACKWARD, dn_max_pool_bw_supports)
 DN_IMPL(dn_avg_pool_bw, AVG_POOL2D_BACKWARD, dn_supports)
-const kiln_dialect_impl *const kiln_dnnl_impls[] = {&dn_matmul, &dn_conv2d, &dn_conv2d_t, &dn_conv2d_bw, &dn_max_pool, &dn_avg_pool,
+const kiln_dialect_impl *const kiln_dnnl_impls[] = {&dn_matmul, &dn_dense, &dn_conv2d, &dn_conv2d_t, &dn_conv2d_bw, &dn_max_pool, &dn_avg_pool,
                                                     &dn_max_pool_bw, &dn_avg_pool_bw, NULL};
 
 #else /* no oneDNN headers: the dialect reports why it is unavailable */

@@ -1,6 +1,23 @@
 /* fuse.c — the fusion pass: groups the nodes generated C computes (no library impl) into
  * `kernel` functions called where their last member was, in the two forms codegen lowers:
- * same-shape elementwise, or one reduction with elementwise producers and consumers. */
+ * same-shape elementwise, or one reduction with elementwise producers and consumers.
+ *
+ * Rematerialization: once a region's groups are formed, a value V of group G read by other
+ * groups (e.g. the forward's tanh, read again by autodiff's backward) is recomputed inside each
+ * such reader H instead of being a result of G, when that is cheap and frees memory traffic:
+ * - every read of V outside G is an input of a fused node H (no yield, nested region or
+ *   unfused node reads it) in an elementwise group, or H is its group's reduction, and V has
+ *   the shape H's group computes in (H's result; a reduction's input), so the copies join H;
+ * - V's producer chain is copied up to leaves that are free at H: values of H's group, inputs
+ *   of the region (parameters, outer values, literals), or values that stay in memory anyway
+ *   (unfused results, or group results not recomputed themselves) whose last read is at or
+ *   after H — so no live range grows; the chain holds only same-shaped elementwise nodes (no
+ *   reduction, nothing broadcast up to a larger shape) and at most FUSE_REMAT_MAX of them;
+ * - a value that fails for one of its readers stays a result of G (the others then may use it
+ *   as a leaf): the plan is recomputed until stable.
+ * The copies go right before their first reader in each group (shared by its later readers),
+ * producers left unread are removed and the region is grouped again. Copies compute the same
+ * ops on the same values, so results are bit-identical. */
 #include "codegen/codegen.h"
 #include "compiler/compiler.h"
 #include "passes/passes.h"
@@ -10,12 +27,21 @@
 /* A group's members read at most this many operands in all, so that its call's arguments and
  * its results stay within the IR's limit of 256 per node and per yield. */
 #define FUSE_MAX_OPERANDS 256
+/* At most this many nodes recompute one value for one reader. */
+#define FUSE_REMAT_MAX 16
 
 typedef struct fuse_node {
     int uses;   /* reads of its value in the region (nested regions and the yield included) */
     int group;  /* the group it joined (find() gives the merged one), -1: not fused */
     int next;   /* emitting: next member of its group, -1 at the end */
     bool ext;   /* read outside its group: a result of the group */
+    int reads;  /* rematerializing: reads by members of its group or by possible readers H */
+    int seen;   /* rematerializing: stamp of the last chain walk that took it */
+    bool cand;  /* rematerializing: its value is to be recomputed by its readers outside */
+    bool far;   /* rematerializing: read by a possible reader H (outside its group) */
+    bool dropped; /* rematerializing: lost a read (removed once nothing reads it) */
+    bool fresh; /* a copy made for a reduction: joins only groups of such copies, so that the
+                 * reduction can absorb them */
 } fuse_node;
 
 /* Groups merge (union-find); the fields below `parent` are meaningful on the root. */
@@ -33,7 +59,11 @@ typedef struct fuse_group {
 typedef struct fuse_state {
     kiln_pass_ctx *pc;
     kiln_function *f;
+    kiln_region *region;          /* the region being fused */
     int *idx, n_idx;              /* var id -> index of its node in the current region, or -1 */
+    int *last, n_last;            /* var id -> base + index of the last node of the region reading
+                                   * it (base + n_nodes: the yield); below base: not read there */
+    int base;                     /* grows past every index of the scans before */
     kiln_var **repl;              /* var id -> what replaces a member's value read outside */
     int cap_repl;
     kiln_var **map;               /* cloner map over f's var ids (all NULL between groups) */
@@ -47,6 +77,10 @@ typedef struct fuse_state {
     int cap_args, cap_outs;
     kiln_region **work;           /* regions to fuse: f's body, then those nested in fused ones */
     int n_work, cap_work;
+    int *made, cap_made;          /* rematerializing: nodes copied for the current group */
+    kiln_var **fresh;             /* rematerializing: values of the copies made for reductions */
+    int n_fresh, cap_fresh;
+    int stamp;                    /* rematerializing: chain walks so far */
 } fuse_state;
 
 /* Grows the array whose address is `array` (cap elements of size elem) to hold need elements;
@@ -72,18 +106,19 @@ static bool same_shape(const kiln_type *a, const kiln_type *b) {
     return a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof *a->shape * (size_t)a->ndim);
 }
 
-/* Visits one read: the slot holding the variable read (an input or a yielded value). */
-typedef void (*fuse_use_fn)(fuse_state *s, kiln_var **slot, int user_group);
+/* Visits one read: the slot holding the variable read (an input or a yielded value); `user` is
+ * the reading node's group when grouping, its index when counting. */
+typedef void (*fuse_use_fn)(fuse_state *s, kiln_var **slot, int user);
 
-static void visit_vars(fuse_state *s, int n, kiln_var **vars, int user_group, fuse_use_fn fn) {
-    for (int i = 0; i < n; i++) fn(s, &vars[i], user_group);
+static void visit_vars(fuse_state *s, int n, kiln_var **vars, int user, fuse_use_fn fn) {
+    for (int i = 0; i < n; i++) fn(s, &vars[i], user);
 }
 
 /* Calls fn on every read by node n: its inputs and, for if / while, the inputs and yields of
  * every node inside its regions (a walk with no recursion: it climbs back through each
  * region's owner). */
-static void for_each_use(fuse_state *s, kiln_node *n, int user_group, fuse_use_fn fn) {
-    visit_vars(s, n->n_in, n->in, user_group, fn);
+static void for_each_use(fuse_state *s, kiln_node *n, int user, fuse_use_fn fn) {
+    visit_vars(s, n->n_in, n->in, user, fn);
     kiln_node *x = n;
     int k = 0; /* next region of x to enter */
     for (;;) {
@@ -91,33 +126,33 @@ static void for_each_use(fuse_state *s, kiln_node *n, int user_group, fuse_use_f
             kiln_region *r = x->regions[k];
             if (r->first) {
                 x = r->first, k = 0;
-                visit_vars(s, x->n_in, x->in, user_group, fn);
+                visit_vars(s, x->n_in, x->in, user, fn);
             } else {
-                visit_vars(s, r->n_results, r->results, user_group, fn);
+                visit_vars(s, r->n_results, r->results, user, fn);
                 k++;
             }
         } else if (x == n) {
             return;
         } else if (x->next) {
             x = x->next, k = 0;
-            visit_vars(s, x->n_in, x->in, user_group, fn);
+            visit_vars(s, x->n_in, x->in, user, fn);
         } else {
             kiln_region *r = x->parent;
-            visit_vars(s, r->n_results, r->results, user_group, fn);
+            visit_vars(s, r->n_results, r->results, user, fn);
             x = r->owner;
             k = x->regions[0] == r ? 1 : 2;
         }
     }
 }
 
-static void count_use(fuse_state *s, kiln_var **slot, int user_group) {
-    (void)user_group;
+static void count_use(fuse_state *s, kiln_var **slot, int user) {
     int i = def_index(s, *slot);
     if (i >= 0) s->info[i].uses++;
+    if ((*slot)->kind != KILN_VAR_LITERAL) s->last[(*slot)->id] = s->base + user; /* reads come in region order */
 }
 
-static void replace_use(fuse_state *s, kiln_var **slot, int user_group) {
-    (void)user_group;
+static void replace_use(fuse_state *s, kiln_var **slot, int user) {
+    (void)user;
     if (def_index(s, *slot) >= 0 && s->repl[(*slot)->id]) *slot = s->repl[(*slot)->id];
 }
 
@@ -200,6 +235,7 @@ static int join(fuse_state *s, int i) {
     } else {
         for (int j = 0; j < n->n_in; j++) {
             int h = group_of(s, n->in[j]);
+            if (h >= 0 && s->info[i].fresh && !s->info[def_index(s, n->in[j])].fresh) continue;
             if (h < 0 || h == g || !open_for(s, h, size) || !same_shape(n->out->type, s->groups[h].shape)) continue;
             if (g < 0) g = h;
             else if (s->groups[h].red < 0 && s->groups[g].red < 0 && open_for(s, g, size + s->groups[h].size)) merge(s, g, h);
@@ -295,51 +331,274 @@ static kiln_status emit_group(fuse_state *s, kiln_region *r, int g) {
     return KILN_OK;
 }
 
-/* Forms region r's groups in one walk over its nodes, then replaces each by its call; queues
- * the regions nested in r. */
-static kiln_status fuse_region(fuse_state *s, kiln_region *r) {
-    kiln_context *ctx = s->pc->ctx;
-    int old_idx = s->n_idx, old_repl = s->cap_repl;
-    if (!grow(&s->idx, &s->n_idx, s->f->n_vars, sizeof *s->idx) || !grow(&s->repl, &s->cap_repl, s->n_idx, sizeof *s->repl))
-        return kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
+/* Forgets the current region's nodes (s->idx and s->repl entries of their values). */
+static void forget_nodes(fuse_state *s) {
+    for (int i = 0; i < s->n_nodes; i++) {
+        s->idx[s->nodes[i]->out->id] = -1;
+        s->repl[s->nodes[i]->out->id] = NULL;
+    }
+}
+
+/* Lists region r's nodes in s->nodes and counts the reads of each value. */
+static kiln_status scan_region(fuse_state *s, kiln_region *r) {
+    int old_idx = s->n_idx, old_repl = s->cap_repl, old_last = s->n_last;
+    if (!grow(&s->idx, &s->n_idx, s->f->n_vars, sizeof *s->idx) || !grow(&s->repl, &s->cap_repl, s->n_idx, sizeof *s->repl) ||
+        !grow(&s->last, &s->n_last, s->n_idx, sizeof *s->last))
+        return kiln_error(s->pc->ctx, KILN_ERR_OOM, "fuse: out of memory");
     for (int i = old_idx; i < s->n_idx; i++) s->idx[i] = -1;
+    for (int i = old_last; i < s->n_last; i++) s->last[i] = -1;
     memset(s->repl + old_repl, 0, sizeof *s->repl * (size_t)(s->cap_repl - old_repl));
-    s->n_nodes = s->n_groups = 0;
+    s->base += s->n_nodes + 2; /* older entries of s->last fall below it */
+    s->region = r;
+    s->n_nodes = 0;
     for (kiln_node *n = r->first; n; n = n->next) {
         if (!grow(&s->nodes, &s->cap_nodes, s->n_nodes + 1, sizeof *s->nodes) ||
-            !grow(&s->info, &s->cap_info, s->n_nodes + 1, sizeof *s->info) ||
-            !grow(&s->work, &s->cap_work, s->n_work + n->n_regions, sizeof *s->work))
-            return kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
-        for (int k = 0; k < n->n_regions; k++) s->work[s->n_work++] = n->regions[k];
-        s->info[s->n_nodes] = (fuse_node){0, -1, -1, false};
+            !grow(&s->info, &s->cap_info, s->n_nodes + 1, sizeof *s->info))
+            return kiln_error(s->pc->ctx, KILN_ERR_OOM, "fuse: out of memory");
+        s->info[s->n_nodes] = (fuse_node){.group = -1, .next = -1};
         s->idx[n->out->id] = s->n_nodes;
         s->nodes[s->n_nodes++] = n;
     }
-    for (int i = 0; i < s->n_nodes; i++) for_each_use(s, s->nodes[i], -1, count_use);
-    visit_vars(s, r->n_results, r->results, -1, count_use);
-    kiln_status st = KILN_OK;
-    for (int i = 0; i < s->n_nodes && !st; i++) {
+    for (int i = 0; i < s->n_nodes; i++) for_each_use(s, s->nodes[i], i, count_use);
+    visit_vars(s, r->n_results, r->results, s->n_nodes, count_use);
+    for (int i = 0; i < s->n_fresh; i++) s->info[def_index(s, s->fresh[i])].fresh = true;
+    s->n_fresh = 0;
+    return KILN_OK;
+}
+
+/* Forms the groups of the scanned region in one walk over its nodes and links each merged
+ * group's members in region order. */
+static kiln_status form_groups(fuse_state *s, kiln_region *r) {
+    s->n_groups = 0;
+    for (int i = 0; i < s->n_nodes; i++) {
         kiln_node *n = s->nodes[i];
         int g = -1;
-        if (kiln_codegen_supports(n) && !n->impl && (g = join(s, i)) < 0) st = kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
+        if (kiln_codegen_supports(n) && !n->impl && (g = join(s, i)) < 0) return kiln_error(s->pc->ctx, KILN_ERR_OOM, "fuse: out of memory");
         for_each_use(s, n, g, note_use);
     }
     visit_vars(s, r->n_results, r->results, -1, note_use);
-    for (int i = 0; i < s->n_nodes; i++) { /* member lists of the merged groups, in region order */
+    for (int i = 0; i < s->n_nodes; i++) {
         if (s->info[i].group < 0) continue;
         int g = s->info[i].group = find(s, s->info[i].group);
         if (s->groups[g].head < 0) s->groups[g].head = i;
         else s->info[s->groups[g].last].next = i;
         s->groups[g].last = i;
     }
+    return KILN_OK;
+}
+
+static bool is_reduction(const kiln_node *n) { return kiln_op_info_get(n->op)->cls == KILN_CLASS_REDUCE; }
+
+/* The shape values recomputed for fused node h must have to join its group: its input's for a
+ * reduction, else its result's. */
+static const kiln_type *remat_shape(const fuse_state *s, int h) {
+    const kiln_node *n = s->nodes[h];
+    return is_reduction(n) ? n->in[0]->type : n->out->type;
+}
+
+/* Node h, outside the group of node d, may read d's value recomputed: it is in an elementwise
+ * group or its group's reduction, and d's value has the shape the copies need. */
+static bool remat_reader(const fuse_state *s, int h, int d) {
+    int g = s->info[h].group;
+    return g >= 0 && g != s->info[d].group && (s->groups[g].red < 0 || s->groups[g].red == h) &&
+           same_shape(s->nodes[d]->out->type, remat_shape(s, h));
+}
+
+/* Node d's value may be recomputed: a fused elementwise value read outside its group, and only
+ * by possible readers (see remat_reader); counted by remat_candidates. */
+static bool remat_eligible(const fuse_state *s, int d) {
+    const fuse_node *D = &s->info[d];
+    return D->far && D->reads == D->uses && !is_reduction(s->nodes[d]);
+}
+
+/* Marks the candidates: the eligible values. */
+static void remat_candidates(fuse_state *s) {
+    for (int h = 0; h < s->n_nodes; h++) {
+        const kiln_node *n = s->nodes[h];
+        for (int j = 0; j < n->n_in; j++) {
+            int d = def_index(s, n->in[j]);
+            if (d < 0 || s->info[d].group < 0) continue;
+            bool far = remat_reader(s, h, d);
+            s->info[d].far |= far;
+            s->info[d].reads += far || s->info[h].group == s->info[d].group;
+        }
+    }
+    for (int d = 0; d < s->n_nodes; d++) s->info[d].cand = remat_eligible(s, d);
+}
+
+/* Value v may be read by copies placed before node h: a literal, a value of h's group, a value
+ * from outside the region if the region is nested (live while its owner runs), or a value that
+ * stays in memory anyway (a parameter, an unfused result, a group's result not to be recomputed)
+ * whose last read is at or after h. */
+static bool remat_free(const fuse_state *s, const kiln_var *v, int h) {
+    if (v->kind == KILN_VAR_LITERAL) return true;
+    int d = def_index(s, v);
+    bool later = s->last[v->id] >= s->base + h;
+    if (d < 0) return s->region != s->f->body || later;
+    const fuse_node *D = &s->info[d];
+    return D->group == s->info[h].group || (!D->cand && (D->group < 0 || D->ext) && later);
+}
+
+/* Walks the producers node h needs to recompute node p's value, up to leaves free at h (see the
+ * head comment); chain[] gets them (p first), *n_chain their count. False when some producer
+ * is neither a free leaf nor copyable, or more than FUSE_REMAT_MAX would be copied. */
+static bool remat_chain(fuse_state *s, int p, int h, int *chain, int *n_chain) {
+    const kiln_type *shape = remat_shape(s, h);
+    int stack[FUSE_REMAT_MAX], top = 0, n = 0;
+    s->info[p].seen = ++s->stamp;
+    stack[top++] = p;
+    while (top) {
+        int q = stack[--top];
+        const kiln_node *x = s->nodes[q];
+        chain[n++] = q;
+        for (int j = 0; j < x->n_in; j++) {
+            if (remat_free(s, x->in[j], h)) continue;
+            int d = def_index(s, x->in[j]);
+            if (d >= 0 && s->info[d].seen == s->stamp) continue;
+            if (d < 0 || s->info[d].group < 0 || is_reduction(s->nodes[d]) || !same_shape(s->nodes[d]->out->type, shape) ||
+                n + top >= FUSE_REMAT_MAX)
+                return false;
+            s->info[d].seen = s->stamp;
+            stack[top++] = d;
+        }
+    }
+    *n_chain = n;
+    return true;
+}
+
+/* One pass over the reads of candidates outside their group: true when every candidate works
+ * for all its readers. With drop, a candidate failing for a reader stops being one (and the
+ * pass goes on), else the pass stops at the first failure. */
+static bool remat_sweep(fuse_state *s, bool drop) {
+    int chain[FUSE_REMAT_MAX], n;
+    bool ok = true;
+    for (int h = 0; h < s->n_nodes; h++)
+        for (int j = 0; j < s->nodes[h]->n_in; j++) {
+            int d = def_index(s, s->nodes[h]->in[j]);
+            if (d < 0 || !s->info[d].cand || s->info[d].group == s->info[h].group || remat_chain(s, d, h, chain, &n)) continue;
+            if (!drop) return false;
+            s->info[d].cand = ok = false;
+        }
+    return ok;
+}
+
+/* Drops the candidates some reader cannot recompute until every remaining one works for all
+ * its readers; then tries each dropped one again (a failure may have come from a chain through
+ * another candidate dropped later, now a leaf), keeping it when the whole plan still works.
+ * True when some candidate remains. */
+static bool remat_plan(fuse_state *s) {
+    while (!remat_sweep(s, true)) continue;
+    bool any = false;
+    for (int d = 0; d < s->n_nodes; d++) {
+        if (!s->info[d].cand && remat_eligible(s, d)) {
+            s->info[d].cand = true;
+            s->info[d].cand = remat_sweep(s, false);
+        }
+        any |= s->info[d].cand;
+    }
+    return any;
+}
+
+/* Copies node x (an elementwise primitive) before `before` in r, its inputs through s->map;
+ * counts its reads of the region's values; a copy for a reduction is listed as fresh. */
+static kiln_status remat_copy(fuse_state *s, kiln_region *r, const kiln_node *x, kiln_node *before) {
+    if (!grow(&s->fresh, &s->cap_fresh, s->n_fresh + 1, sizeof *s->fresh)) return kiln_error(s->pc->ctx, KILN_ERR_OOM, "fuse: out of memory");
+    kiln_cloner c = {s->f, s->map, s->n_map};
+    kiln_var *in[FUSE_MAX_OPERANDS];
+    for (int j = 0; j < x->n_in; j++) {
+        in[j] = kiln_clone_var(&c, x->in[j]);
+        int d = def_index(s, in[j]);
+        if (d >= 0) s->info[d].uses++;
+    }
+    kiln_node *k = kiln_node_new(r, x->op, x->n_in, in);
+    if (!k) return kiln_error_status(s->pc->ctx);
+    memcpy(k->attrs, x->attrs, sizeof *k->attrs * (size_t)kiln_op_info_get(x->op)->n_attrs);
+    k->line = x->line, k->col = x->col;
+    k->out->type = x->out->type;
+    k->out->name = x->out->name;
+    s->map[x->out->id] = k->out;
+    if (is_reduction(before)) s->fresh[s->n_fresh++] = k->out;
+    kiln_region_insert_before(r, before, k);
+    return KILN_OK;
+}
+
+/* Recomputes the planned candidates in their readers' groups: walks each group's members,
+ * copies the chains a member needs before it (reusing the copies an earlier member of the
+ * group made) and points its reads at the copies; then removes the producers nothing reads
+ * any more. Sets *changed when it copied anything. */
+static kiln_status remat_region(fuse_state *s, kiln_region *r, bool *changed) {
+    *changed = false;
+    remat_candidates(s);
+    if (!remat_plan(s)) return KILN_OK;
+    kiln_context *ctx = s->pc->ctx;
+    int old_map = s->n_map, chain[FUSE_REMAT_MAX], n;
+    if (!grow(&s->map, &s->n_map, s->f->n_vars, sizeof *s->map)) return kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
+    memset(s->map + old_map, 0, sizeof *s->map * (size_t)(s->n_map - old_map));
+    for (int g = 0; g < s->n_groups; g++) {
+        if (s->groups[g].parent != g) continue;
+        int n_made = 0;
+        for (int h = s->groups[g].head; h >= 0; h = s->info[h].next) {
+            kiln_node *x = s->nodes[h];
+            for (int j = 0; j < x->n_in; j++) {
+                int d = def_index(s, x->in[j]);
+                if (d < 0 || !s->info[d].cand || s->info[d].group == g) continue;
+                remat_chain(s, d, h, chain, &n); /* succeeds: the plan is stable */
+                for (int a = 1; a < n; a++) /* insertion sort: copies in region order */
+                    for (int b = a; b > 0 && chain[b - 1] > chain[b]; b--) {
+                        int t = chain[b];
+                        chain[b] = chain[b - 1], chain[b - 1] = t;
+                    }
+                for (int k = 0; k < n; k++) {
+                    const kiln_node *y = s->nodes[chain[k]];
+                    if (s->map[y->out->id]) continue;
+                    if (!grow(&s->made, &s->cap_made, n_made + 1, sizeof *s->made)) return kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
+                    s->made[n_made++] = chain[k];
+                    if (remat_copy(s, r, y, x)) return kiln_error_status(ctx);
+                }
+                s->info[d].uses--;
+                s->info[d].dropped = true;
+                x->in[j] = s->map[x->in[j]->id];
+                *changed = true;
+            }
+        }
+        for (int k = 0; k < n_made; k++) s->map[s->nodes[s->made[k]]->out->id] = NULL;
+    }
+    for (int i = s->n_nodes - 1; i >= 0; i--) { /* producers read no more, consumers first */
+        kiln_node *x = s->nodes[i];
+        if (!s->info[i].dropped || s->info[i].uses || s->info[i].group < 0) continue;
+        for (int j = 0; j < x->n_in; j++) {
+            int d = def_index(s, x->in[j]);
+            if (d >= 0) s->info[d].uses--, s->info[d].dropped = true;
+        }
+        kiln_region_remove(r, x);
+    }
+    return KILN_OK;
+}
+
+/* Groups region r's nodes, recomputes cheap values in their readers' groups (grouping again
+ * when that changed the region), then replaces each group by its call; queues the regions
+ * nested in r. */
+static kiln_status fuse_region(fuse_state *s, kiln_region *r) {
+    kiln_context *ctx = s->pc->ctx;
+    bool changed = false;
+    kiln_status st = scan_region(s, r);
+    if (!st) st = form_groups(s, r);
+    if (!st) st = remat_region(s, r, &changed);
+    if (!st && changed) {
+        forget_nodes(s);
+        st = scan_region(s, r);
+        if (!st) st = form_groups(s, r);
+    }
+    for (int i = 0; i < s->n_nodes && !st; i++) {
+        kiln_node *n = s->nodes[i];
+        if (!grow(&s->work, &s->cap_work, s->n_work + n->n_regions, sizeof *s->work)) st = kiln_error(ctx, KILN_ERR_OOM, "fuse: out of memory");
+        for (int k = 0; k < n->n_regions && !st; k++) s->work[s->n_work++] = n->regions[k];
+    }
     for (int i = 0; i < s->n_nodes && !st; i++) /* in the order of the calls: kernel names follow it */
         if (s->info[i].group >= 0 && s->groups[s->info[i].group].last == i) st = emit_group(s, r, s->info[i].group);
     for (kiln_node *n = r->first; n && !st; n = n->next) for_each_use(s, n, -1, replace_use);
     if (!st) visit_vars(s, r->n_results, r->results, -1, replace_use);
-    for (int i = 0; i < s->n_nodes; i++) {
-        s->idx[s->nodes[i]->out->id] = -1;
-        s->repl[s->nodes[i]->out->id] = NULL;
-    }
+    forget_nodes(s);
     return st;
 }
 
@@ -352,6 +611,7 @@ kiln_status kiln_pass_fuse(kiln_pass_ctx *pc, kiln_function *f) {
     for (int w = 0; w < s.n_work && !st; w++) st = fuse_region(&s, s.work[w]); /* outer regions first */
     f->liveness_ready = false;
     free(s.idx);
+    free(s.last);
     free(s.repl);
     free(s.map);
     free(s.nodes);
@@ -360,5 +620,7 @@ kiln_status kiln_pass_fuse(kiln_pass_ctx *pc, kiln_function *f) {
     free(s.args);
     free(s.outs);
     free(s.work);
+    free(s.made);
+    free(s.fresh);
     return st;
 }

@@ -1,6 +1,7 @@
 /* test_codegen.c — generated C kernels against the interpreter: every op kiln_codegen_supports
  * takes in each of its dtypes (batched as multi-output kernels), broadcasting with scalars and
- * literals, reduce groups (row, column, middle, all axes, keepdims), and the on-disk cache. */
+ * literals, reduce groups (row, column, middle, all axes, keepdims), the on-disk cache, and the
+ * ulp error of the generated f32 transcendentals against libm in double. */
 #include "codegen/codegen.h"
 #include "test.h"
 #include <dirent.h>
@@ -80,8 +81,9 @@ static void compare(const char *name, int r, const kiln_tensor *want, const kiln
     double ulp = t.ulps * dtype_eps(want->dtype);
     for (int64_t i = 0; i < want->numel; i++) {
         double a = elem(got, i), b = elem(want, i);
-        bool same = !memcmp((char *)got->data + i * es, (char *)want->data + i * es, es) || (isnan(a) && isnan(b) && (t.tol || t.ulps)) ||
-                    fabs(a - b) <= t.tol * (1 + fabs(b)) || fabs(a - b) <= ulp * fmax(fabs(b), 0x1p-126);
+        bool same = !memcmp((char *)got->data + i * es, (char *)want->data + i * es, es) ||
+                    (isnan(a) && isnan(b) && (t.tol || t.ulps)) || fabs(a - b) <= t.tol * (1 + fabs(b)) ||
+                    fabs(a - b) <= ulp * fmax(fabs(b), 0x1p-126);
         if (!same) {
             test_fail(__FILE__, __LINE__, "@%s result %d (%s) element %lld: %.9g, interpreter %.9g", name, r,
                       kiln_dtype_name(want->dtype), (long long)i, a, b);
@@ -403,6 +405,80 @@ TEST(codegen_compiler_errors) {
     char *dflt = kiln_jit_cache_dir("/x/y");
     CHECK_STR(dflt, "/x/y");
     free(dflt);
+    cache_rm(dir);
+    kiln_context_free(ctx);
+}
+
+/* Error of got in units of the f32 ulp at the exact value ref (subnormal ulp below 2^-126);
+ * NaN / inf / signed zero must match exactly (else a huge error). */
+static double ulp_error(float got, double ref) {
+    float rf = (float)ref;
+    if (isnan(ref) || isnan(got)) return isnan(ref) && isnan(got) ? 0 : INFINITY;
+    if (isinf(rf) || isinf(got) || ref == 0) return got == rf && signbit(got) == signbit(rf) ? 0 : INFINITY;
+    int ex;
+    frexp(fabs(ref), &ex);
+    return fabs((double)got - ref) / ldexp(1, (ex < -125 ? -125 : ex) - 24);
+}
+
+static double sigmoid_ref(double x) { return 1 / (1 + exp(-x)); }
+
+/* Accuracy of the generated f32 transcendentals: 2^20 inputs (special values, a sweep of every
+ * exponent and sign with mixed mantissas, and a dense sweep of [-12, 12]) through one generated
+ * kernel, against the libm double result rounded, within the bounds render_c.c claims. */
+TEST(codegen_transcendental_ulp) {
+    static const struct { const char *op; double (*ref)(double); double max_ulp; } FN[] = {
+        {"exp", exp, 1.5}, {"log", log, 1.5}, {"log2", log2, 2}, {"tanh", tanh, 2},
+        {"sigmoid", sigmoid_ref, 3}, {"erf", erf, 2}, {"atan", atan, 2.5},
+    };
+    enum { N = 1 << 20, NF = (int)KILN_COUNTOF(FN) };
+    static const float SPECIAL[] = {0.0f,      -0.0f,     INFINITY,  -INFINITY,  NAN,        1.0f,       -1.0f,
+                                    88.72283f, 88.72284f, 89.0f,     -87.33655f, -103.972f,  -103.973f,  -104.0f,
+                                    -150.0f,   0x1p-149f, 0x1p-126f, -0x1p-149f, 0x1.fffffep127f, 9.0f, -9.0f,
+                                    3.9f,      4.0f,      0.921875f, 0.625f,     0.4142135f, 2.4142137f};
+    kiln_context *ctx = kiln_context_new();
+    char dir[64];
+    cache_new(dir);
+    kiln_buf b = {0};
+    kiln_buf_printf(&b, "kernel @acc(%%x: f32[%d]) {\n", N);
+    for (int i = 0; i < NF; i++) kiln_buf_printf(&b, "  let %%r%d = %s(%%x)\n", i, FN[i].op);
+    kiln_buf_puts(&b, "  return %r0, %r1, %r2, %r3, %r4, %r5, %r6\n}\n");
+    char *text = kiln_buf_take(&b);
+    kiln_module *m = kiln_module_parse(ctx, text, "t.kir");
+    kiln_gen_kernel k = {0};
+    kiln_gen_fn fn = NULL;
+    kiln_jit_lib *lib = NULL;
+    CHECK(m != NULL);
+    if (m) CHECK_OK(ctx, kiln_codegen_c(ctx, kiln_module_function_at(m, 0), &k));
+    if (k.source) CHECK_OK(ctx, kiln_jit_build(ctx, dir, 0, 1, &k, &fn, &lib));
+    float *x = malloc(sizeof *x * N * (NF + 1));
+    char *bufs[NF + 1];
+    int ns = (int)KILN_COUNTOF(SPECIAL);
+    for (int i = 0; i < N; i++) {
+        uint32_t u = (uint32_t)i * 8192u + (((uint32_t)i * 2654435761u) >> 19); /* every exponent, both signs */
+        float v = (float)((double)i / N * 24 - 12);                                /* odd i: [-12, 12) */
+        if (i < ns) x[i] = SPECIAL[i];
+        else if (i % 2 == 0) memcpy(&x[i], &u, 4);
+        else x[i] = v;
+    }
+    for (int i = 0; i <= NF; i++) bufs[i] = (char *)(x + (size_t)i * N);
+    if (fn) fn(bufs, k.params);
+    for (int f = 0; f < NF && fn; f++) {
+        const float *y = x + (size_t)(f + 1) * N;
+        double worst = 0;
+        int at = 0;
+        for (int i = 0; i < N; i++) {
+            double e = ulp_error(y[i], FN[f].ref(x[i]));
+            if (!(e <= worst)) worst = e, at = i;
+        }
+        if (!(worst <= FN[f].max_ulp))
+            test_fail(__FILE__, __LINE__, "%s(%a) = %a: %.3g ulp from %.9g (bound %.3g)", FN[f].op, x[at],
+                      y[at], worst, FN[f].ref(x[at]), FN[f].max_ulp);
+    }
+    free(x);
+    free(text);
+    kiln_jit_lib_free(lib);
+    kiln_gen_kernel_free(&k);
+    kiln_module_free(m);
     cache_rm(dir);
     kiln_context_free(ctx);
 }
