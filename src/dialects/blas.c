@@ -20,6 +20,9 @@ static dgemm_fn blas_dgemm;
 
 bool kiln_blas_load(char *why, size_t why_size) {
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so"};
+    /* OpenBLAS's threads spin after each call and would take the cores from the OpenMP kernels
+     * that run next: they sleep at once instead (read when the library loads) unless set */
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
     void *lib = NULL;
     for (size_t i = 0; !lib && i < sizeof names / sizeof names[0]; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
     if (!lib) {

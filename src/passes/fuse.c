@@ -8,15 +8,18 @@
  * - every read of V outside G is an input of a fused node H (no yield, nested region or
  *   unfused node reads it) in an elementwise group, or H is its group's reduction, and V has
  *   the shape H's group computes in (H's result; a reduction's input), so the copies join H;
- * - V's producer chain is copied up to leaves that are free at H: values of H's group, inputs
- *   of the region (parameters, outer values, literals), or values that stay in memory anyway
- *   (unfused results, or group results not recomputed themselves) whose last read is at or
- *   after H — so no live range grows; the chain holds only same-shaped elementwise nodes (no
- *   reduction, nothing broadcast up to a larger shape) and at most FUSE_REMAT_MAX of them;
+ * - V's producer chain is copied up to leaves that are free at H: literals, values of H's
+ *   group, values from outside a nested region, or values that stay in memory anyway
+ *   (parameters, unfused results, group results not recomputed themselves) whose last read is
+ *   at or after H — so no live range grows (nor does a donated parameter's buffer stay taken
+ *   past its last read); the chain holds only same-shaped cheap elementwise nodes
+ *   (no reduction, no transcendental function such as exp or tanh, nothing broadcast up to a
+ *   larger shape) and at most FUSE_REMAT_MAX of them;
  * - a value that fails for one of its readers stays a result of G (the others then may use it
  *   as a leaf): the plan is recomputed until stable.
- * The copies go right before their first reader in each group (shared by its later readers),
- * producers left unread are removed and the region is grouped again. Copies compute the same
+ * The copies go right before their first reader in each group (shared by its later readers;
+ * copies for a reduction join no other group, so that it absorbs them), producers left unread
+ * are removed and the region is grouped again. Copies compute the same
  * ops on the same values, so results are bit-identical. */
 #include "codegen/codegen.h"
 #include "compiler/compiler.h"
@@ -39,6 +42,7 @@ typedef struct fuse_node {
     int seen;   /* rematerializing: stamp of the last chain walk that took it */
     bool cand;  /* rematerializing: its value is to be recomputed by its readers outside */
     bool far;   /* rematerializing: read by a possible reader H (outside its group) */
+    bool retry; /* rematerializing: dropped after a chain through another candidate */
     bool dropped; /* rematerializing: lost a read (removed once nothing reads it) */
     bool fresh; /* a copy made for a reduction: joins only groups of such copies, so that the
                  * reduction can absorb them */
@@ -81,6 +85,7 @@ typedef struct fuse_state {
     kiln_var **fresh;             /* rematerializing: values of the copies made for reductions */
     int n_fresh, cap_fresh;
     int stamp;                    /* rematerializing: chain walks so far */
+    bool via;                     /* rematerializing: the last walk went through a candidate */
 } fuse_state;
 
 /* Grows the array whose address is `array` (cap elements of size elem) to hold need elements;
@@ -389,6 +394,18 @@ static kiln_status form_groups(fuse_state *s, kiln_region *r) {
 
 static bool is_reduction(const kiln_node *n) { return kiln_op_info_get(n->op)->cls == KILN_CLASS_REDUCE; }
 
+/* Node n is cheap enough to compute twice: no reduction, no transcendental function (measured
+ * on the GPT step, recomputing tanh / exp cost more time than the traffic it saved). */
+static bool remat_cheap(const kiln_node *n) {
+    switch (n->op) {
+    case KILN_OP_EXP: case KILN_OP_LOG: case KILN_OP_LOG2: case KILN_OP_SIN: case KILN_OP_COS: case KILN_OP_TANH:
+    case KILN_OP_ATAN: case KILN_OP_SIGMOID: case KILN_OP_ERF: case KILN_OP_GELU: case KILN_OP_SILU: case KILN_OP_POWER:
+        return false;
+    default:
+        return !is_reduction(n);
+    }
+}
+
 /* The shape values recomputed for fused node h must have to join its group: its input's for a
  * reduction, else its result's. */
 static const kiln_type *remat_shape(const fuse_state *s, int h) {
@@ -408,7 +425,7 @@ static bool remat_reader(const fuse_state *s, int h, int d) {
  * by possible readers (see remat_reader); counted by remat_candidates. */
 static bool remat_eligible(const fuse_state *s, int d) {
     const fuse_node *D = &s->info[d];
-    return D->far && D->reads == D->uses && !is_reduction(s->nodes[d]);
+    return D->far && D->reads == D->uses && remat_cheap(s->nodes[d]);
 }
 
 /* Marks the candidates: the eligible values. */
@@ -440,12 +457,14 @@ static bool remat_free(const fuse_state *s, const kiln_var *v, int h) {
 }
 
 /* Walks the producers node h needs to recompute node p's value, up to leaves free at h (see the
- * head comment); chain[] gets them (p first), *n_chain their count. False when some producer
- * is neither a free leaf nor copyable, or more than FUSE_REMAT_MAX would be copied. */
+ * head comment); chain[] gets them (p first), *n_chain their count; s->via says whether it
+ * went through another candidate. False when some producer is neither a free leaf nor
+ * copyable, or more than FUSE_REMAT_MAX would be copied. */
 static bool remat_chain(fuse_state *s, int p, int h, int *chain, int *n_chain) {
     const kiln_type *shape = remat_shape(s, h);
     int stack[FUSE_REMAT_MAX], top = 0, n = 0;
     s->info[p].seen = ++s->stamp;
+    s->via = false;
     stack[top++] = p;
     while (top) {
         int q = stack[--top];
@@ -455,10 +474,11 @@ static bool remat_chain(fuse_state *s, int p, int h, int *chain, int *n_chain) {
             if (remat_free(s, x->in[j], h)) continue;
             int d = def_index(s, x->in[j]);
             if (d >= 0 && s->info[d].seen == s->stamp) continue;
-            if (d < 0 || s->info[d].group < 0 || is_reduction(s->nodes[d]) || !same_shape(s->nodes[d]->out->type, shape) ||
+            if (d < 0 || s->info[d].group < 0 || !remat_cheap(s->nodes[d]) || !same_shape(s->nodes[d]->out->type, shape) ||
                 n + top >= FUSE_REMAT_MAX)
                 return false;
             s->info[d].seen = s->stamp;
+            s->via |= s->info[d].cand;
             stack[top++] = d;
         }
     }
@@ -478,19 +498,20 @@ static bool remat_sweep(fuse_state *s, bool drop) {
             if (d < 0 || !s->info[d].cand || s->info[d].group == s->info[h].group || remat_chain(s, d, h, chain, &n)) continue;
             if (!drop) return false;
             s->info[d].cand = ok = false;
+            s->info[d].retry |= s->via;
         }
     return ok;
 }
 
 /* Drops the candidates some reader cannot recompute until every remaining one works for all
- * its readers; then tries each dropped one again (a failure may have come from a chain through
- * another candidate dropped later, now a leaf), keeping it when the whole plan still works.
+ * its readers; then tries again each one dropped after a chain through another candidate
+ * (dropped later, that one may now be a leaf), keeping it when the whole plan still works.
  * True when some candidate remains. */
 static bool remat_plan(fuse_state *s) {
     while (!remat_sweep(s, true)) continue;
     bool any = false;
     for (int d = 0; d < s->n_nodes; d++) {
-        if (!s->info[d].cand && remat_eligible(s, d)) {
+        if (!s->info[d].cand && s->info[d].retry) {
             s->info[d].cand = true;
             s->info[d].cand = remat_sweep(s, false);
         }

@@ -261,7 +261,7 @@ TEST(cli_compile_analyze_and_run_on_the_vm) {
     if (!cli_path()) return;
     kiln_context *ctx = kiln_context_new();
     CHECK_CLI(0, "program @main: ", NULL, "compile", MODEL);
-    CHECK_CLI(0, "= dense(%x, %w, %b)  # blas", NULL, "compile", MODEL);
+    CHECK_CLI(0, "= dense(%x, %w, %b)  # blas", NULL, "compile", MODEL, "--dialects", "blas,c");
     CHECK_CLI(0, "kernel @main.k0(", NULL, "compile", MODEL, "--dialects", "c");
     CHECK_CLI(0, "peak memory     ", NULL, "analyze", MODEL);
     CHECK_CLI(0, " instr     live bytes     high water\n", NULL, "analyze", MODEL, "--trace", "-O", "0");

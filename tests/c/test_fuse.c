@@ -194,14 +194,16 @@ TEST(fuse_softmax_from_primitives) {
 }
 
 TEST(fuse_layer_norm_from_primitives) {
+    /* c * c is recomputed in the variance's kernel (c stays in memory for the normalisation),
+     * so the sum absorbs it and c - m is the only result of its kernel */
     CHECK_FUSE("def @f(%x: f32[4, 8], %g: f32[8], %b: f32[8]) {\n"
                " let %mu = sum(%x, axes=[1], keepdims=true)\n let %m = divide(%mu, 8.0)\n"
                " let %c = subtract(%x, %m)\n let %sq = multiply(%c, %c)\n"
                " let %vs = sum(%sq, axes=[1], keepdims=true)\n let %v = divide(%vs, 8.0)\n let %ve = add(%v, 1e-05)\n"
                " let %r = rsqrt(%ve)\n let %n = multiply(%c, %r)\n let %y1 = multiply(%n, %g)\n let %y = add(%y1, %b)\n"
                " return %y\n}",
-               "f: f.k0 f.k1 get get f.k2 f.k3 | f.k0 1>1: sum divide | f.k1 2>2: subtract multiply"
-               " | f.k2 1>1: sum divide add rsqrt | f.k3 4>1: multiply multiply add");
+               "f: f.k0 f.k1 f.k2 f.k3 | f.k0 1>1: sum divide | f.k1 2>1: subtract"
+               " | f.k2 1>1: multiply sum divide add rsqrt | f.k3 4>1: multiply multiply add");
 }
 
 TEST(fuse_adam_update_is_one_kernel) {
@@ -223,7 +225,9 @@ TEST(fuse_closes_a_group_read_between_members) {
     CHECK_FUSE("def @f(%x: f32[4], %w: f32[4, 4]) {\n let %a = exp(%x)\n let %m = matmul(%w, %a)\n"
                " let %b = add(%a, 1.0)\n let %c = add(%b, %m)\n return %c\n}",
                "f: f.k0 matmul f.k1 | f.k0 1>1: exp | f.k1 2>1: add add");
-    /* read after the last member: one kernel with two results (a tuple taken apart with get) */
+    /* read after the last member: one kernel with two results (a tuple taken apart with get);
+     * b is not recomputed in f.k1: x, its chain's leaf, is read for the last time before (a
+     * parameter may give its buffer to a result once read) */
     CHECK_FUSE("def @f(%x: f32[4], %w: f32[4, 4]) {\n let %a = exp(%x)\n let %b = add(%a, 1.0)\n"
                " let %m = matmul(%w, %a)\n let %c = multiply(%m, %b)\n return %c\n}",
                "f: f.k0 get get matmul f.k1 | f.k0 1>2: exp add | f.k1 2>1: multiply");
@@ -234,10 +238,11 @@ TEST(fuse_closes_a_group_read_between_members) {
 }
 
 TEST(fuse_reduction_with_producers_read_elsewhere) {
-    /* d is also returned: the producers stay a kernel of their own and the sum reads q */
+    /* d is also returned: the producers stay a kernel of their own; the sum's kernel recomputes
+     * q from d (in memory anyway) instead of reading q */
     CHECK_FUSE("def @f(%x: f32[4, 6], %y: f32[4, 6]) {\n let %d = subtract(%x, %y)\n let %q = multiply(%d, %d)\n"
                " let %s = sum(%q, axes=[1])\n let %r = sqrt(%s)\n return %r, %d\n}",
-               "f: f.k0 get get f.k1 | f.k0 2>2: subtract multiply | f.k1 1>1: sum sqrt");
+               "f: f.k0 f.k1 | f.k0 2>1: subtract | f.k1 1>1: multiply sum sqrt");
     /* a full reduction to 0-d with a consumer; then a second reduction starts a new group */
     CHECK_FUSE("def @f(%x: f32[3, 5]) {\n let %e = exp(%x)\n let %s = sum(%e)\n let %h = multiply(%s, 0.5)\n"
                " let %t = prod(%h)\n return %t\n}",
@@ -362,6 +367,106 @@ TEST(fuse_scalars_dead_values_and_the_operand_limit) {
     kiln_buf_puts(&b, " return %v300\n}");
     char *text = kiln_buf_take(&b), *expect = kiln_buf_take(&e);
     CHECK_INT(check_fuse(__FILE__, __LINE__, text, expect, NULL), 3);
+    free(text);
+    free(expect);
+}
+
+/* GELU (tanh form) forward with the backward autodiff makes of it, as in a transformer's MLP. */
+static const char *gelu_fwd_bwd = "def @f(%x: f32[4, 8], %w: f32[8, 8], %g: f32[4, 8]) {\n"
+                                  " let %h = matmul(%x, %w)\n let %h2 = multiply(%h, %h)\n let %h3 = multiply(%h2, %h)\n"
+                                  " let %k = multiply(%h3, 0.044715)\n let %i = add(%h, %k)\n let %z = multiply(%i, 0.7978845608028654)\n"
+                                  " let %t = tanh(%z)\n let %t1 = add(%t, 1.0)\n let %hh = multiply(%h, 0.5)\n let %y = multiply(%hh, %t1)\n"
+                                  " let %o = matmul(%y, %w)\n let %dy = matmul(%g, %w)\n"
+                                  " let %a = multiply(%dy, %t1)\n let %b = multiply(%dy, %hh)\n let %a2 = multiply(%a, 0.5)\n"
+                                  " let %tt = multiply(%t, %t)\n let %u = subtract(1.0, %tt)\n let %c = multiply(%b, %u)\n"
+                                  " let %dz = multiply(%c, 0.7978845608028654)\n let %d = add(%a2, %dz)\n let %e = multiply(%dz, 0.044715)\n"
+                                  " let %e1 = multiply(%e, %h)\n let %e2 = multiply(%e, %h2)\n let %d2 = add(%d, %e2)\n"
+                                  " let %e3 = multiply(%e1, %h)\n let %dx = add(%d2, %e3)\n return %dx, %o\n}";
+
+TEST(fuse_recomputes_gelu_values_in_the_backward) {
+    /* the backward's kernel reads h (in memory anyway: the matmul's result, read there) and t
+     * (tanh is not recomputed) and recomputes h*h, 1 + t and h/2 instead of reading them: the
+     * forward's kernel writes 2 results instead of 5 */
+    CHECK_FUSE(gelu_fwd_bwd, "f: matmul f.k0 get get matmul matmul f.k1 | f.k0 1>2: multiply multiply multiply add multiply tanh"
+                             " add multiply multiply | f.k1 3>1: add multiply multiply multiply multiply multiply subtract"
+                             " multiply multiply add multiply multiply multiply multiply add multiply add");
+}
+
+/* t = x @ w; a = OP(t) read by its own kernel (b) and, after the matmul m, by c; t read at
+ * the end when `live`, a also returned when `returned`. */
+static char *remat_leaf_text(const char *op, bool live, bool returned) {
+    kiln_buf b = {0};
+    kiln_buf_printf(&b, "def @f(%%x: f32[4, 4], %%w: f32[4, 4]) {\n let %%t = matmul(%%x, %%w)\n let %%a = %s(%%t)\n"
+                        " let %%b = neg(%%a)\n let %%m = matmul(%%b, %%w)\n let %%c = multiply(%%m, %%a)\n"
+                        " let %%r = %s\n return %%r%s\n}",
+                    op, live ? "add(%c, %t)" : "neg(%c)", returned ? ", %a" : "");
+    return kiln_buf_take(&b);
+}
+
+TEST(fuse_does_not_recompute_from_dead_values) {
+    static const struct {
+        const char *op;
+        bool live, returned;
+        const char *expect;
+    } cases[] = {
+        /* a's chain leads to t, read for the last time by abs: recomputing would keep t alive */
+        {"abs", false, false, "f: matmul f.k0 get get matmul f.k1 | f.k0 1>2: abs neg | f.k1 2>1: multiply neg"},
+        /* t read again after c: abs(t) is recomputed in c's kernel, a is no result */
+        {"abs", true, false, "f: matmul f.k0 matmul f.k1 | f.k0 1>1: abs neg | f.k1 2>1: abs multiply add"},
+        /* a value also returned (or read by an unfused node) is not recomputed */
+        {"abs", true, true, "f: matmul f.k0 get get matmul f.k1 | f.k0 1>2: abs neg | f.k1 3>1: multiply add"},
+        /* nor is a transcendental function */
+        {"exp", true, false, "f: matmul f.k0 get get matmul f.k1 | f.k0 1>2: exp neg | f.k1 3>1: multiply add"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *text = remat_leaf_text(cases[i].op, cases[i].live, cases[i].returned);
+        check_fuse(__FILE__, __LINE__, text, cases[i].expect, NULL);
+        free(text);
+    }
+}
+
+TEST(fuse_never_recomputes_reductions) {
+    /* v = exp(s) is read by c's kernel, but its chain reaches the sum: v stays a result */
+    CHECK_FUSE("def @f(%x: f32[4, 6], %w: f32[4, 4]) {\n let %s = sum(%x, axes=[1], keepdims=true)\n let %v = exp(%s)\n let %u = neg(%v)\n"
+               " let %m = matmul(%w, %u)\n let %c = multiply(%m, %v)\n let %r = add(%c, %x)\n return %r\n}",
+               "f: f.k0 get get matmul f.k1 f.k2 | f.k0 1>2: sum exp neg | f.k1 2>1: multiply | f.k2 2>1: add");
+    /* nor is the reduction's own value, read by a later kernel (t, its input, is read later) */
+    CHECK_FUSE("def @f(%x: f32[4, 6], %w: f32[4, 4]) {\n let %t = matmul(%w, %x)\n let %s = sum(%t, axes=[1], keepdims=true)\n"
+               " let %u = neg(%s)\n let %m = matmul(%w, %u)\n let %c = multiply(%m, %s)\n let %r = add(%c, %t)\n return %r\n}",
+               "f: matmul f.k0 get get matmul f.k1 f.k2 | f.k0 1>2: sum neg | f.k1 2>1: multiply | f.k2 2>1: add");
+}
+
+/* A chain of n adds from t = x @ w, read by c after the matmul m; t is read again at the end. */
+static char *remat_chain_text(int n) {
+    kiln_buf b = {0};
+    kiln_buf_puts(&b, "def @f(%x: f32[4, 4], %w: f32[4, 4]) {\n let %t = matmul(%x, %w)\n let %a0 = add(%t, 1.0)\n");
+    for (int i = 1; i < n; i++) kiln_buf_printf(&b, " let %%a%d = add(%%a%d, 1.0)\n", i, i - 1);
+    kiln_buf_printf(&b, " let %%b = neg(%%a%d)\n let %%m = matmul(%%b, %%w)\n let %%c = multiply(%%m, %%a%d)\n"
+                        " let %%r = add(%%c, %%t)\n return %%r\n}", n - 1, n - 1);
+    return kiln_buf_take(&b);
+}
+
+TEST(fuse_caps_recomputed_chains) {
+    for (int n = 15; n <= 16; n++) { /* the chain recomputed is the n adds: at most 16 */
+        char *text = remat_chain_text(n);
+        kiln_buf e = {0};
+        kiln_buf_puts(&e, "f: matmul f.k0 matmul f.k1 | f.k0 1>1:");
+        for (int i = 0; i < n; i++) kiln_buf_puts(&e, " add");
+        kiln_buf_puts(&e, " neg | f.k1 2>1:");
+        for (int i = 0; i < n; i++) kiln_buf_puts(&e, " add");
+        kiln_buf_puts(&e, " multiply add");
+        char *expect = kiln_buf_take(&e);
+        CHECK_INT(check_fuse(__FILE__, __LINE__, text, expect, NULL), 2);
+        free(text);
+        free(expect);
+    }
+    char *text = remat_chain_text(17); /* 17: too long, a16 stays a result */
+    kiln_buf e = {0};
+    kiln_buf_puts(&e, "f: matmul f.k0 get get matmul f.k1 | f.k0 1>2:");
+    for (int i = 0; i < 17; i++) kiln_buf_puts(&e, " add");
+    kiln_buf_puts(&e, " neg | f.k1 3>1: multiply add");
+    char *expect = kiln_buf_take(&e);
+    CHECK_FUSE(text, expect);
     free(text);
     free(expect);
 }
