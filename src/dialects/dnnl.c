@@ -436,11 +436,17 @@ static bool dn_supports(const kiln_node *n) {
     return dn_supports_geom(n, &g);
 }
 
-/* max_pool2d_backward runs oneDNN's forward (for the workspace) and then its backward, which
- * pays only with threads to spare. Measured (bench/dialects.c, ms, LeNet batch 64, pool1 / pool2):
- * 16 cores: dnnl 0.171 / 0.045, reference 0.412 / 0.155; 2 cores: dnnl 0.811 / 0.170, reference
- * 0.410 / 0.156. So it is taken with at least 4 CPUs online only. */
-static bool dn_max_pool_bw_supports(const kiln_node *n) { return sysconf(_SC_NPROCESSORS_ONLN) >= 4 && dn_supports(n); }
+/* oneDNN's pools and its weight gradient of a 1-channel input pay only with threads to spare.
+ * Measured (bench/dialects.c, ms, LeNet batch 64): 16 cores: max_pool2d_backward dnnl 0.171 /
+ * 0.045 (pool1 / pool2), reference 0.412 / 0.155; conv1 wgrad dnnl 0.132, blas 1.93. 2 cores (2
+ * threads): pool1 max fwd dnnl 1.03, reference 0.45; avg fwd 0.71 vs 0.24; avg bwd 0.35 vs 0.25;
+ * max bwd 1.98 vs 0.47; conv1 wgrad dnnl 2.18, blas 1.53. So these are taken with at least 4 CPUs
+ * online only. */
+static bool many_cpus(void) { return sysconf(_SC_NPROCESSORS_ONLN) >= 4; }
+static bool dn_pool_supports(const kiln_node *n) { return many_cpus() && dn_supports(n); }
+static bool dn_conv_bw_supports(const kiln_node *n) {
+    return (n->in[0]->type->ndim == 4 && n->in[0]->type->shape[1] > 1 ? true : many_cpus()) && dn_supports(n);
+}
 
 /* matmul: oneDNN's matmul primitive (gemm:jit, OpenMP) against OpenBLAS's sgemm, best ms of
  * several runs on 2 cores / 2 threads, OMP_WAIT_POLICY=passive (table in bench/dialects.c):
@@ -467,11 +473,11 @@ DN_IMPL(dn_matmul, MATMUL, dn_matmul_supports)
 DN_IMPL(dn_dense, DENSE, dn_supports) /* x @ w^T with the bias as the matmul's epilogue */
 DN_IMPL(dn_conv2d, CONV2D, dn_supports)
 DN_IMPL(dn_conv2d_t, CONV2D_TRANSPOSE, dn_supports)
-DN_IMPL(dn_conv2d_bw, CONV2D_BACKWARD_WEIGHT, dn_supports)
-DN_IMPL(dn_max_pool, MAX_POOL2D, dn_supports)
-DN_IMPL(dn_avg_pool, AVG_POOL2D, dn_supports)
-DN_IMPL(dn_max_pool_bw, MAX_POOL2D_BACKWARD, dn_max_pool_bw_supports)
-DN_IMPL(dn_avg_pool_bw, AVG_POOL2D_BACKWARD, dn_supports)
+DN_IMPL(dn_conv2d_bw, CONV2D_BACKWARD_WEIGHT, dn_conv_bw_supports)
+DN_IMPL(dn_max_pool, MAX_POOL2D, dn_pool_supports)
+DN_IMPL(dn_avg_pool, AVG_POOL2D, dn_pool_supports)
+DN_IMPL(dn_max_pool_bw, MAX_POOL2D_BACKWARD, dn_pool_supports)
+DN_IMPL(dn_avg_pool_bw, AVG_POOL2D_BACKWARD, dn_pool_supports)
 const kiln_dialect_impl *const kiln_dnnl_impls[] = {&dn_matmul, &dn_dense, &dn_conv2d, &dn_conv2d_t, &dn_conv2d_bw, &dn_max_pool, &dn_avg_pool,
                                                     &dn_max_pool_bw, &dn_avg_pool_bw, NULL};
 

@@ -128,6 +128,7 @@ typedef struct pool_plan {
     }
 #define GREATER_NAN(v, m) ((v) > (m) || isnan(v))
 #define GREATER_INT(v, m) ((v) > (m))
+POOL_MAX_DEFINE(float, -INFINITY, GREATER_NAN)
 POOL_MAX_DEFINE(double, -INFINITY, GREATER_NAN)
 POOL_MAX_DEFINE(int64_t, INT64_MIN, GREATER_INT)
 
@@ -156,8 +157,9 @@ static kiln_status pool_run(kiln_kernel_args *a) {
     char err[512];
     if (!pool_geom_make(a->op, a->attrs, x->ndim, x->shape, &g, err, sizeof err))
         return kiln_kernel_fail(a, KILN_ERR_INTERNAL, "%s", err);
-    /* max is exact in f64 / i64; means accumulate in f32 (f64 for f64) */
-    kiln_dtype acc = !is_max ? kiln_acc_dtype(out->dtype) : kiln_dtype_is_float(out->dtype) ? KILN_F64 : KILN_I64;
+    /* max is exact in any float type (f32 for f32 / f16 / bf16, f64 for f64) and i64; means
+     * accumulate in f32 (f64 for f64) */
+    kiln_dtype acc = kiln_dtype_is_float(out->dtype) ? kiln_acc_dtype(out->dtype) : is_max ? KILN_I64 : kiln_acc_dtype(out->dtype);
     pool_plan p = {g.n * g.c, g.h, g.w, g.oh, g.ow, NULL, NULL,
                    a->op == KILN_OP_AVG_POOL2D && kiln_attr_bool(a->op, a->attrs, "count_include_pad")};
     pool_win *win = malloc(sizeof(pool_win) * (size_t)(g.oh + g.ow));
@@ -171,7 +173,7 @@ static kiln_status pool_run(kiln_kernel_args *a) {
         p.rows = win, p.cols = win + g.oh;
         if (acc == KILN_F64) (is_max ? pool_max_double : pool_avg_double)(&p, dx, dy);
         else if (acc == KILN_I64) pool_max_int64_t(&p, dx, dy);
-        else pool_avg_float(&p, dx, dy);
+        else (is_max ? pool_max_float : pool_avg_float)(&p, dx, dy);
         if (own_y) kiln_convert(out->dtype, out->data, acc, own_y, out->numel);
     }
     free(win);

@@ -57,8 +57,12 @@ static void same_as_ref(int line, kiln_dialect_id d, const char *params, const c
     for (int i = 0; list[i]; i++)
         if (list[i]->op == n->op) impl = list[i];
     kiln_tensor *in[2] = {NULL, NULL}, *out[2] = {NULL, NULL};
-    /* dnnl's max_pool2d_backward may decline for speed (few CPUs); its kernel must still match */
-    if (!impl || (!impl->supports(n) && !(d == KILN_DIALECT_DNNL && n->op == KILN_OP_MAX_POOL2D_BACKWARD))) {
+    /* dnnl's pools and 1-channel weight gradients decline for speed on few CPUs; their kernels
+     * must still match */
+    bool for_speed = d == KILN_DIALECT_DNNL && (n->op == KILN_OP_MAX_POOL2D || n->op == KILN_OP_AVG_POOL2D ||
+                                                n->op == KILN_OP_MAX_POOL2D_BACKWARD || n->op == KILN_OP_AVG_POOL2D_BACKWARD ||
+                                                n->op == KILN_OP_CONV2D_BACKWARD_WEIGHT);
+    if (!impl || (!impl->supports(n) && !for_speed)) {
         test_fail(__FILE__, line, "dialect %s does not support %s", kiln_dialect_name(d), call);
         goto done;
     }
