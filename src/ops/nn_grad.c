@@ -176,6 +176,8 @@ typedef struct pool_bplan {
     int64_t planes, h, w, oh, ow;
     bwin *rows, *cols;
     bool include_pad;
+    int64_t tile[2]; /* > 0: windows are disjoint kh x kw tiles from the origin (stride = kernel,
+                      * no padding or dilation: the usual 2x2 pool), indexed directly */
 } pool_bplan;
 
 /* Windows of `out` positions over an input of length `in` (a non-adaptive pool's kernel k,
@@ -200,7 +202,22 @@ static void bwindows(bool adaptive, int64_t in, int64_t out, int64_t k, int64_t 
 /* max: dy goes to the first maximum of each window in row-major order (the last NaN if any,
  * as torch); avg: dy / divisor goes to every tap. dx accumulates. */
 #define POOL_BW_DEFINE(T)                                                                           \
+    static void max_bw_tiled_##T(const pool_bplan *p, const T *x, const T *dy, T *dx) {             \
+        int64_t kh = p->tile[0], kw = p->tile[1];                                                   \
+        for (int64_t q = 0; q < p->planes; q++, x += p->h * p->w, dx += p->h * p->w)                \
+            for (int64_t oi = 0; oi < p->oh; oi++)                                                  \
+                for (int64_t oj = 0; oj < p->ow; oj++, dy++) {                                      \
+                    int64_t at = oi * kh * p->w + oj * kw, best = at;                               \
+                    for (int64_t i = 0; i < kh; i++)                                                \
+                        for (int64_t j = 0; j < kw; j++) {                                          \
+                            int64_t e = at + i * p->w + j;                                          \
+                            if (x[e] > x[best] || isnan(x[e])) best = e;                            \
+                        }                                                                           \
+                    dx[best] = *dy;                                                                 \
+                }                                                                                   \
+    }                                                                                               \
     static void max_bw_##T(const pool_bplan *p, const T *x, const T *dy, T *dx) {                   \
+        if (p->tile[0]) return max_bw_tiled_##T(p, x, dy, dx);                                     \
         for (int64_t q = 0; q < p->planes; q++, x += p->h * p->w, dx += p->h * p->w)                \
             for (int64_t oi = 0; oi < p->oh; oi++)                                                  \
                 for (int64_t oj = 0; oj < p->ow; oj++, dy++) {                                      \
@@ -250,10 +267,13 @@ static kiln_status pool_bw(kiln_kernel_args *a) {
         if (!ok) return kiln_kernel_fail(a, KILN_ERR_INTERNAL, "%s", err);
     }
     pool_bplan p = {dx->shape[0] * dx->shape[1], dx->shape[2], dx->shape[3], dy->shape[2], dy->shape[3], NULL, NULL,
-                    a->op == KILN_OP_AVG_POOL2D_BACKWARD && kiln_attr_bool(a->op, a->attrs, "count_include_pad")};
+                    a->op == KILN_OP_AVG_POOL2D_BACKWARD && kiln_attr_bool(a->op, a->attrs, "count_include_pad"), {0, 0}};
     bwin *win = malloc(sizeof(bwin) * (size_t)(p.oh + p.ow));
     if (!win) return kiln_kernel_fail(a, KILN_ERR_OOM, "out of memory for %lld pooling windows", (long long)(p.oh + p.ow));
     p.rows = win, p.cols = win + p.oh;
+    if (!adaptive && k[0] == s[0] && k[1] == s[1] && d[0] == 1 && d[1] == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3] &&
+        p.oh * k[0] <= p.h && p.ow * k[1] <= p.w)
+        p.tile[0] = k[0], p.tile[1] = k[1];
     bwindows(adaptive, p.h, p.oh, k[0], s[0], d[0], pad[0], pad[2], p.rows);
     bwindows(adaptive, p.w, p.ow, k[1], s[1], d[1], pad[1], pad[3], p.cols);
     kiln_status st = run_in_acc(a, &p, pool_bw_run);

@@ -110,11 +110,27 @@ typedef struct pool_plan {
     int64_t planes, h, w, oh, ow;
     const pool_win *rows, *cols;
     bool include_pad;
+    int64_t tile[2]; /* > 0: windows are disjoint kh x kw tiles from the origin (stride = kernel,
+                      * no padding or dilation: the usual 2x2 pool), indexed directly */
 } pool_plan;
 
 /* max over each window; GREATER(v, m) says v replaces the running max m (NaN wins for floats). */
 #define POOL_MAX_DEFINE(T, LOWEST, GREATER)                                                         \
+    static void pool_max_tiled_##T(const pool_plan *p, const T *x, T *y) {                          \
+        int64_t kh = p->tile[0], kw = p->tile[1];                                                   \
+        for (int64_t q = 0; q < p->planes; q++, x += p->h * p->w)                                   \
+            for (int64_t oi = 0; oi < p->oh; oi++)                                                  \
+                for (int64_t oj = 0; oj < p->ow; oj++) {                                            \
+                    const T *t = x + oi * kh * p->w + oj * kw;                                      \
+                    T m = LOWEST;                                                                   \
+                    for (int64_t i = 0; i < kh; i++)                                                \
+                        for (int64_t j = 0; j < kw; j++)                                            \
+                            if (GREATER(t[i * p->w + j], m)) m = t[i * p->w + j];                  \
+                    *y++ = m;                                                                       \
+                }                                                                                   \
+    }                                                                                               \
     static void pool_max_##T(const pool_plan *p, const T *x, T *y) {                                \
+        if (p->tile[0]) return pool_max_tiled_##T(p, x, y);                                        \
         for (int64_t q = 0; q < p->planes; q++, x += p->h * p->w)                                   \
             for (int64_t oi = 0; oi < p->oh; oi++)                                                  \
                 for (int64_t oj = 0; oj < p->ow; oj++) {                                            \
@@ -161,7 +177,10 @@ static kiln_status pool_run(kiln_kernel_args *a) {
      * accumulate in f32 (f64 for f64) */
     kiln_dtype acc = kiln_dtype_is_float(out->dtype) ? kiln_acc_dtype(out->dtype) : is_max ? KILN_I64 : kiln_acc_dtype(out->dtype);
     pool_plan p = {g.n * g.c, g.h, g.w, g.oh, g.ow, NULL, NULL,
-                   a->op == KILN_OP_AVG_POOL2D && kiln_attr_bool(a->op, a->attrs, "count_include_pad")};
+                   a->op == KILN_OP_AVG_POOL2D && kiln_attr_bool(a->op, a->attrs, "count_include_pad"), {0, 0}};
+    if (!g.adaptive && g.stride[0] == g.kernel[0] && g.stride[1] == g.kernel[1] && g.dil[0] == 1 && g.dil[1] == 1 &&
+        !g.pad[0] && !g.pad[1] && !g.pad[2] && !g.pad[3] && g.oh * g.kernel[0] <= g.h && g.ow * g.kernel[1] <= g.w)
+        p.tile[0] = g.kernel[0], p.tile[1] = g.kernel[1];
     pool_win *win = malloc(sizeof(pool_win) * (size_t)(g.oh + g.ow));
     void *own_x, *own_y, *dx = kiln_data_as(x, acc, true, &own_x), *dy = kiln_data_as(out, acc, false, &own_y);
     kiln_status s = KILN_OK;
