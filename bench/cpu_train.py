@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 import kiln  # noqa: E402
+from kiln.models import GPT, LeNet5  # noqa: E402
 
 
 # ---- the models: kiln and its torch twin, parameters in the same order -----------------------------
@@ -56,21 +57,6 @@ class TorchMLP(torch.nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
-class LeNet5(kiln.Model):
-    def build(self):
-        self.conv1 = kiln.nn.Conv2d(1, 6, 5, padding=2)
-        self.conv2 = kiln.nn.Conv2d(6, 16, 5)
-        self.fc1 = kiln.nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = kiln.nn.Linear(120, 84)
-        self.fc3 = kiln.nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = kiln.max_pool2d(kiln.relu(self.conv1(x)), 2)
-        x = kiln.max_pool2d(kiln.relu(self.conv2(x)), 2)
-        x = kiln.batch_flatten(x)
-        return self.fc3(kiln.relu(self.fc2(kiln.relu(self.fc1(x)))))
-
-
 class TorchLeNet5(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -84,37 +70,6 @@ class TorchLeNet5(torch.nn.Module):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))))
-
-
-class Block(kiln.Model):
-    def build(self, width, heads):
-        self.ln1 = kiln.nn.LayerNorm(width)
-        self.attn = kiln.nn.MultiheadAttention(width, heads, batch_first=True)
-        self.ln2 = kiln.nn.LayerNorm(width)
-        self.fc = kiln.nn.Linear(width, 4 * width)
-        self.proj = kiln.nn.Linear(4 * width, width)
-
-    def forward(self, x):
-        h = self.ln1(x)
-        x = x + self.attn(h, h, h, need_weights=False, is_causal=True)[0]
-        return x + self.proj(kiln.gelu(self.fc(self.ln2(x)), approximate="tanh"))
-
-
-class GPT(kiln.Model):
-    def build(self, vocab, width, heads, layers, context):
-        self.tok = kiln.nn.Embedding(vocab, width)
-        self.pos = kiln.nn.Embedding(context, width)
-        self.blocks = [Block(width, heads) for _ in range(layers)]
-        self.ln = kiln.nn.LayerNorm(width)
-        # GPT-2's embedding init (std 0.02), so the tied logits start small: first loss ~ log(vocab)
-        self.tok.weight = kiln.Parameter(self.tok.weight * 0.02)
-        self.pos.weight = kiln.Parameter(self.pos.weight * 0.02)
-
-    def forward(self, idx):
-        x = self.tok(idx) + self.pos(kiln.arange(idx.shape[1]))
-        for b in self.blocks:
-            x = b(x)
-        return kiln.matmul(self.ln(x), self.tok.weight, transpose_b=True)  # tied embeddings
 
 
 class TorchBlock(torch.nn.Module):
@@ -184,7 +139,7 @@ BENCHES = {
         batch=lambda rng: _classes(rng, (64, 1, 28, 28), 10, 64)),
     "gpt": dict(
         title="GPT 4 layers, width 256, 4 heads, context 128, vocab 2048, batch 8, AdamW",
-        kiln=lambda: GPT(2048, 256, 4, 4, 128, seed=0), torch=lambda: TorchGPT(2048, 256, 4, 4, 128),
+        kiln=lambda: GPT(2048, 256, 4, 4, 128, embed_std=0.02, seed=0), torch=lambda: TorchGPT(2048, 256, 4, 4, 128),
         kiln_loss=lm_loss_kiln, torch_loss=lm_loss_torch,
         kiln_opt=lambda: kiln.optim.AdamW(lr=3e-4),
         torch_opt=lambda ps: torch.optim.AdamW(ps, lr=3e-4),

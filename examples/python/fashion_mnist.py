@@ -17,23 +17,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "python"))
 import kiln  # noqa: E402
 from kiln.data import batches, load_fashion_mnist  # noqa: E402
-
-
-class LeNet5(kiln.Model):
-    """LeCun et al. 1998, with ReLU and max pooling (the usual modern variant)."""
-
-    def build(self):
-        self.conv1 = kiln.nn.Conv2d(1, 6, 5, padding=2)
-        self.conv2 = kiln.nn.Conv2d(6, 16, 5)
-        self.fc1 = kiln.nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = kiln.nn.Linear(120, 84)
-        self.fc3 = kiln.nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = kiln.max_pool2d(kiln.relu(self.conv1(x)), 2)
-        x = kiln.max_pool2d(kiln.relu(self.conv2(x)), 2)
-        x = kiln.batch_flatten(x)
-        return self.fc3(kiln.relu(self.fc2(kiln.relu(self.fc1(x)))))
+from kiln.models import LeNet5  # noqa: E402
 
 
 def progress(epoch, epochs, done, total, loss, rate):

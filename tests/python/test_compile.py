@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import kiln
-from test_gpt_train import GPT, lm_loss
+from kiln.models import GPT
+from test_gpt_train import lm_loss
 from test_models import Block, LeNet, Transformer
 
 IR_DIR = pathlib.Path(__file__).resolve().parents[1] / "ir"

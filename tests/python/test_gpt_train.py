@@ -6,35 +6,7 @@ import pathlib
 import numpy as np
 
 import kiln
-
-
-class Block(kiln.Model):
-    def build(self, width, heads):
-        self.ln1 = kiln.nn.LayerNorm(width)
-        self.attn = kiln.nn.MultiheadAttention(width, heads, batch_first=True)
-        self.ln2 = kiln.nn.LayerNorm(width)
-        self.fc = kiln.nn.Linear(width, 4 * width)
-        self.proj = kiln.nn.Linear(4 * width, width)
-
-    def forward(self, x):
-        h = self.ln1(x)
-        x = x + self.attn(h, h, h, need_weights=False, is_causal=True)[0]
-        return x + self.proj(kiln.gelu(self.fc(self.ln2(x)), approximate="tanh"))
-
-
-class GPT(kiln.Model):
-    def build(self, vocab, width, heads, layers, context):
-        self.tok = kiln.nn.Embedding(vocab, width)
-        self.pos = kiln.nn.Embedding(context, width)
-        self.blocks = [Block(width, heads) for _ in range(layers)]
-        self.ln = kiln.nn.LayerNorm(width)
-        self.context = context
-
-    def forward(self, idx):
-        x = self.tok(idx) + self.pos(kiln.arange(idx.shape[1]))
-        for b in self.blocks:
-            x = b(x)
-        return kiln.matmul(self.ln(x), self.tok.weight, transpose_b=True)  # tied embeddings
+from kiln.models import GPT
 
 
 def corpus(n_bytes=200_000):
