@@ -203,7 +203,11 @@ def test_trainer_vm_matches_interp(name, rng):
 
 
 @needs_vm
-def test_trainer_gpt_vm_matches_interp(rng):
+def test_trainer_gpt_vm_matches_interp(rng, monkeypatch):
+    # Attention's key bias has a gradient that is zero up to rounding, which AdamW scales up to
+    # full-size steps of either sign: make test-vm's element-wise VM check (KILN_VM_CHECK) cannot
+    # hold on those parameters, so it is off here; the losses below are compared instead.
+    monkeypatch.setenv("KILN_VM_CHECK", "0")
     x = rng.integers(0, 64, (2, 9)).astype(np.int64)
     xs, ys = kiln.array(x[:, :-1].copy()), kiln.array(x[:, 1:].copy())
     losses = {}
