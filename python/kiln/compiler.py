@@ -13,12 +13,9 @@ import contextlib
 import ctypes
 import threading
 
-import numpy as np
-
-from ._core import tensor_from_numpy, to_value, from_value
-from ._lib import HAVE_COMPILER, Analysis, Value, c_ptr, check, lib, take_string
+from ._lib import HAVE_COMPILER, Analysis, c_ptr, check, lib, take_string
 from .errors import UnsupportedError
-from .trace import Module, TracedFunction, trace
+from .trace import Module, TracedFunction, call_runner, trace
 
 _tls = threading.local()
 
@@ -86,14 +83,7 @@ def compile_function(function, opt_level=2, dialects=None, donate=None, cache_di
 
 def run_program(program, args, returns_tuple=None):
     """Runs a compiled program on concrete tensors / scalars (the contract of run_function)."""
-    args = [tensor_from_numpy(a) if isinstance(a, (np.ndarray, list)) else a for a in args]
-    vals = (Value * max(len(args), 1))(*[to_value(a) for a in args])
-    out = Value()
-    check(lib.kiln_program_run(program, len(args), vals, ctypes.byref(out)))
-    result = from_value(out)
-    if returns_tuple is False and isinstance(result, tuple) and len(result) == 1:
-        return result[0]
-    return result
+    return call_runner(lib.kiln_program_run, program, args, returns_tuple)
 
 
 def analyze_program(program):

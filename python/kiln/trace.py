@@ -147,16 +147,22 @@ class TracedFunction:
         return run_function(self.trace.function, list(args) + list(self.trace.captured), self.returns_tuple)
 
 
-def run_function(function, args, returns_tuple=None):
-    """Runs an IR function on concrete tensors / scalars in the interpreter."""
+def call_runner(runner, target, args, returns_tuple=None):
+    """Calls a C runner (kiln_function_run on an IR function, kiln_program_run on a program) on
+    concrete tensors / scalars; returns_tuple False unwraps a 1-tuple result."""
     args = [tensor_from_numpy(a) if isinstance(a, (np.ndarray, list)) else a for a in args]
     vals = (Value * max(len(args), 1))(*[to_value(a) for a in args])
     out = Value()
-    check(lib.kiln_function_run(function, len(args), vals, ctypes.byref(out)))
+    check(runner(target, len(args), vals, ctypes.byref(out)))
     result = from_value(out)
     if returns_tuple is False and isinstance(result, tuple) and len(result) == 1:
         return result[0]
     return result
+
+
+def run_function(function, args, returns_tuple=None):
+    """Runs an IR function on concrete tensors / scalars in the interpreter."""
+    return call_runner(lib.kiln_function_run, function, args, returns_tuple)
 
 
 def trace(fn, *example_inputs, names=None):
