@@ -286,14 +286,12 @@ static kiln_value leaves_value(kiln_context *ctx, vm_instance *in, const kiln_ty
     }
     int leaf = (*k)++, s = slots[leaf];
     kiln_tensor *h = &in->hdr[s];
-    const vm_slot *r = &c->slots[c->slots[s].storage];
     if (t->kind == KILN_TYPE_LIST) return list_value(ctx, in->lists[s], t->elems[0]);
     if (t->kind == KILN_TYPE_SCALAR) return scalar_of(h);
     if (!copy) return kiln_value_tensor(kiln_tensor_retain(h));
     if (donated_to && donated_to[leaf]) return kiln_value_tensor(kiln_tensor_retain(donated_to[leaf]));
-    if (c->slots[s].kind == VM_SLOT_INPUT && r->kind == VM_SLOT_INPUT && s == r - c->slots && c->slots[s].input >= 0 &&
-        in->bound[c->slots[s].input] && in->bound[c->slots[s].input]->data == h->data && c->in[c->slots[s].input] == s)
-        return kiln_value_tensor(kiln_tensor_retain(in->bound[c->slots[s].input])); /* an input returned as is */
+    if (c->slots[s].kind == VM_SLOT_INPUT && c->in[c->slots[s].input] == s) /* an input returned as is */
+        return kiln_value_tensor(kiln_tensor_retain(in->bound[c->slots[s].input]));
     if (c->slots[s].kind == VM_SLOT_CONST) return kiln_value_tensor(kiln_tensor_retain(c->slots[s].constant));
     if (c->slots[s].kind == VM_SLOT_DYNAMIC && in->held[s]) return kiln_value_tensor(kiln_tensor_retain(in->held[s]));
     kiln_tensor *o = kiln_tensor_new(ctx, h->dtype, h->ndim, h->shape);

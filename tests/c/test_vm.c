@@ -314,3 +314,26 @@ TEST(vm_dense_bias_epilogue) {
     kiln_module_free(m);
     kiln_context_free(ctx);
 }
+
+/* Results that are inputs, constants or literals come back without copies or surprises. */
+TEST(vm_results_that_are_inputs_or_constants) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(ctx,
+                                       "def @f(%x: f32[3], %n: int) {\n  let %k = constant(value=f32[2]{1.0, 2.0})\n"
+                                       "  let %r = reshape(%x, shape=[3, 1])\n  return %x, %k, %n, %r, 2.5\n}\n",
+                                       "id.kir");
+    kiln_program *p;
+    CHECK_OK(ctx, kiln_compile(kiln_module_function(m, "f"), NULL, &p));
+    kiln_value in[2] = {ramp(ctx, KILN_F32, 1, (int64_t[]){3}, 1), kiln_value_int(7)}, out;
+    CHECK_OK(ctx, kiln_program_run(p, 2, in, &out));
+    CHECK(kiln_value_tuple_get(out, 0).tensor == in[0].tensor);
+    CHECK_TENSOR(kiln_value_tuple_get(out, 1), KILN_F32, "2", ((double[]){1, 2}), 0);
+    CHECK_INT(kiln_value_tuple_get(out, 2).i, 7);
+    CHECK(kiln_value_tuple_get(out, 3).tensor->ndim == 2 && kiln_value_tuple_get(out, 3).tensor != in[0].tensor);
+    CHECK(kiln_value_tuple_get(out, 4).kind == KILN_VALUE_FLOAT && kiln_value_tuple_get(out, 4).f == 2.5);
+    kiln_value_release(out);
+    release_all(1, in);
+    kiln_program_free(p);
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
