@@ -271,8 +271,7 @@ static kiln_status pool_bw(kiln_kernel_args *a) {
     bwin *win = malloc(sizeof(bwin) * (size_t)(p.oh + p.ow));
     if (!win) return kiln_kernel_fail(a, KILN_ERR_OOM, "out of memory for %lld pooling windows", (long long)(p.oh + p.ow));
     p.rows = win, p.cols = win + p.oh;
-    if (!adaptive && k[0] == s[0] && k[1] == s[1] && d[0] == 1 && d[1] == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3] &&
-        p.oh * k[0] <= p.h && p.ow * k[1] <= p.w)
+    if (!adaptive && kiln_pool_tiles(k, s, d, pad, p.h, p.w, p.oh, p.ow))
         p.tile[0] = k[0], p.tile[1] = k[1];
     bwindows(adaptive, p.h, p.oh, k[0], s[0], d[0], pad[0], pad[2], p.rows);
     bwindows(adaptive, p.w, p.ow, k[1], s[1], d[1], pad[1], pad[3], p.cols);

@@ -163,6 +163,10 @@ int kiln_norm_axes(const kiln_attr *axes, int ndim, bool *mask);
 bool kiln_broadcast_shapes(int na, const int64_t *a, int nb, const int64_t *b, int *n_out, int64_t *out);
 /* Element strides (0 on broadcast dims) of a contiguous input of in_shape read at out_shape. */
 void kiln_broadcast_strides(int n_in, const int64_t *in_shape, int n_out, const int64_t *out_shape, int64_t *strides);
+/* Whether a pool's windows are disjoint kh x kw tiles from the origin inside an h x w input
+ * giving oh x ow outputs (stride = kernel, no padding or dilation: the usual 2x2 pool). */
+bool kiln_pool_tiles(const int64_t *kernel, const int64_t *stride, const int64_t *dil, const int64_t *pad, int64_t h,
+                     int64_t w, int64_t oh, int64_t ow);
 /* Philox4x32-10 (random.c): replaces counter c by its encryption under key (k0, k1). */
 void kiln_philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1);
 

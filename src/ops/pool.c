@@ -178,8 +178,7 @@ static kiln_status pool_run(kiln_kernel_args *a) {
     kiln_dtype acc = kiln_dtype_is_float(out->dtype) ? kiln_acc_dtype(out->dtype) : is_max ? KILN_I64 : kiln_acc_dtype(out->dtype);
     pool_plan p = {g.n * g.c, g.h, g.w, g.oh, g.ow, NULL, NULL,
                    a->op == KILN_OP_AVG_POOL2D && kiln_attr_bool(a->op, a->attrs, "count_include_pad"), {0, 0}};
-    if (!g.adaptive && g.stride[0] == g.kernel[0] && g.stride[1] == g.kernel[1] && g.dil[0] == 1 && g.dil[1] == 1 &&
-        !g.pad[0] && !g.pad[1] && !g.pad[2] && !g.pad[3] && g.oh * g.kernel[0] <= g.h && g.ow * g.kernel[1] <= g.w)
+    if (!g.adaptive && kiln_pool_tiles(g.kernel, g.stride, g.dil, g.pad, g.h, g.w, g.oh, g.ow))
         p.tile[0] = g.kernel[0], p.tile[1] = g.kernel[1];
     pool_win *win = malloc(sizeof(pool_win) * (size_t)(g.oh + g.ow));
     void *own_x, *own_y, *dx = kiln_data_as(x, acc, true, &own_x), *dy = kiln_data_as(out, acc, false, &own_y);

@@ -96,3 +96,9 @@ const struct kiln_type *kiln_shape_list_length(kiln_shape_args *a) {
     if (!is_list(a, a->in[0])) return NULL;
     return kiln_type_scalar(a->arena, KILN_I64);
 }
+
+bool kiln_pool_tiles(const int64_t *kernel, const int64_t *stride, const int64_t *dil, const int64_t *pad, int64_t h,
+                     int64_t w, int64_t oh, int64_t ow) {
+    return stride[0] == kernel[0] && stride[1] == kernel[1] && dil[0] == 1 && dil[1] == 1 && !pad[0] && !pad[1] &&
+           !pad[2] && !pad[3] && oh * kernel[0] <= h && ow * kernel[1] <= w;
+}

@@ -151,23 +151,26 @@ static int emit(builder *b, vm_op op, const kiln_node *n, int n_in, int *in, int
     return c->n_instr++;
 }
 
-/* The slots of the values a region yields, in order (tuples flattened). */
-static int *yield_slots(builder *b, const kiln_region *r, int *n) {
+/* The slots of n vars one after another (tuples flattened; a literal is one constant slot). */
+static int *concat_slots(builder *b, int n, kiln_var *const *vars, int *count) {
     int total = 0;
-    for (int i = 0; i < r->n_results; i++) total += kiln_vm_leaf_count(r->results[i]->type);
+    for (int i = 0; i < n; i++) total += vars[i]->kind == KILN_VAR_LITERAL ? 1 : kiln_vm_leaf_count(vars[i]->type);
     int *all = ints(b, total);
     if (!all) return NULL;
     int k = 0;
-    for (int i = 0; i < r->n_results; i++) {
+    for (int i = 0; i < n; i++) {
         int nl;
-        int *s = var_slots(b, r->results[i], &nl);
+        int *s = var_slots(b, vars[i], &nl);
         if (!s) return NULL;
         memcpy(all + k, s, sizeof(int) * (size_t)nl);
         k += nl;
     }
-    *n = total;
+    *count = total;
     return all;
 }
+
+/* The slots of the values a region yields, in order. */
+static int *yield_slots(builder *b, const kiln_region *r, int *n) { return concat_slots(b, r->n_results, r->results, n); }
 
 static int emit_copy(builder *b, int n, int *from, int *to) {
     return n ? emit(b, VM_COPY, NULL, n, from, n, to) : 0;
@@ -263,24 +266,8 @@ static int gen_index(builder *b, kiln_function *g) {
     return p->n_gens++;
 }
 
-/* All the input slots of a node, one leaf per input for kernels (tuples flattened for calls). */
-static int *input_slots(builder *b, const kiln_node *n, int *count) {
-    int total = 0;
-    for (int i = 0; i < n->n_in; i++)
-        total += n->in[i]->kind == KILN_VAR_LITERAL ? 1 : b->n_leaves[n->in[i]->id];
-    int *all = ints(b, total);
-    if (!all) return NULL;
-    int k = 0;
-    for (int i = 0; i < n->n_in; i++) {
-        int nl;
-        int *s = var_slots(b, n->in[i], &nl);
-        if (!s) return NULL;
-        memcpy(all + k, s, sizeof(int) * (size_t)nl);
-        k += nl;
-    }
-    *count = total;
-    return all;
-}
+/* All the input slots of a node (one leaf per input for kernels; tuples flattened for calls). */
+static int *input_slots(builder *b, const kiln_node *n, int *count) { return concat_slots(b, n->n_in, n->in, count); }
 
 static bool is_reshape(kiln_op op) { return op == KILN_OP_RESHAPE || op == KILN_OP_EXPAND_DIMS || op == KILN_OP_SQUEEZE; }
 
