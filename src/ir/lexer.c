@@ -250,11 +250,14 @@ static kiln_status parse_shape(kiln_lexer *lx, int *ndim, int64_t *shape) {
     return kiln_lex_next(lx) ? KILN_OK : KILN_ERR_PARSE;
 }
 
-/* Tuples recurse; `depth` bounds the nesting so hostile input cannot exhaust the stack. The
- * limits are above what ops produce (256 elements: the most a node or region takes). */
+/* Tuple and list types recurse; `depth` bounds their nesting so hostile input cannot exhaust the
+ * stack (each level holds 256 element pointers). The limits are above what ops produce (256
+ * elements: the most a node or region takes; autodiff nests lists of tuples a few levels). */
+#define MAX_TYPE_NESTING 64
 static kiln_status parse_type_at(kiln_lexer *lx, const kiln_type **out, int depth) {
     if (kiln_lex_accept(lx, '(')) {
-        if (depth >= 1024) return kiln_lex_error(lx, "tuple types nested more than 1024 deep");
+        if (depth >= MAX_TYPE_NESTING)
+            return kiln_lex_error(lx, "types nested more than %d deep", MAX_TYPE_NESTING);
         const kiln_type *elems[256];
         int n = 0;
         while (!kiln_lex_is(lx, ')')) {
@@ -268,7 +271,9 @@ static kiln_status parse_type_at(kiln_lexer *lx, const kiln_type **out, int dept
     }
     if (kiln_lex_is_ident(lx, "list")) { /* list(T) */
         const kiln_type *elem;
-        if (!kiln_lex_next(lx) || kiln_lex_expect(lx, '(', "'(' after list") || kiln_parse_type(lx, &elem) ||
+        if (depth >= MAX_TYPE_NESTING)
+            return kiln_lex_error(lx, "types nested more than %d deep", MAX_TYPE_NESTING);
+        if (!kiln_lex_next(lx) || kiln_lex_expect(lx, '(', "'(' after list") || parse_type_at(lx, &elem, depth + 1) ||
             kiln_lex_expect(lx, ')', "')' closing list(...)"))
             return KILN_ERR_PARSE;
         *out = kiln_type_list_a(lx->arena, elem);
