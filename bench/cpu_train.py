@@ -97,7 +97,7 @@ class TorchGPT(torch.nn.Module):
         self.ln = torch.nn.LayerNorm(width)
 
     def forward(self, idx):
-        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
         for b in self.blocks:
             x = b(x)
         return self.ln(x) @ self.tok.weight.T
@@ -172,15 +172,16 @@ def time_steps(step, warmup, reps):
 
 
 def torch_stepper(net, opt, loss_fn, x, y, compiled):
-    """One torch step (zero_grad, forward, loss, backward, optimizer); with compiled the model
-    goes through torch.compile (Inductor: forward and backward graphs) and so does opt.step."""
+    """One torch step (zero_grad, forward, loss, backward, optimizer) on batch x, y or on the
+    tensors step(xb, yb) is given; with compiled the model goes through torch.compile (Inductor:
+    forward and backward graphs) and so does opt.step."""
     model = torch.compile(net) if compiled else net
     opt_step = torch.compile(opt.step) if compiled else opt.step
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-    def step():
+    def step(xb=xt, yb=yt):
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xt), yt)
+        loss = loss_fn(model(xb), yb)
         loss.backward()
         opt_step()
         return loss.item()

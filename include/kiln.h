@@ -134,6 +134,31 @@ int64_t kiln_tensor_numel(const kiln_tensor *t);
 size_t kiln_tensor_nbytes(const kiln_tensor *t);
 void *kiln_tensor_data(const kiln_tensor *t);
 
+/* ---- devices: "cpu", "cuda", "cuda:N" (docs/cuda.md) ------------------------------------ */
+/* CUDA is a separate library (libkiln_cuda.so) loaded at first use when a GPU and the CUDA
+ * libraries are present; without them everything runs on the CPU, and asking for a CUDA device
+ * is an error that says why CUDA is unavailable. A tensor lives on one device; on a CUDA device
+ * kiln_tensor_data returns a device pointer (copy with kiln_tensor_to to read it). */
+typedef enum kiln_device_type { KILN_DEVICE_CPU, KILN_DEVICE_CUDA, KILN_DEVICE_TYPE_COUNT } kiln_device_type;
+typedef struct kiln_device { kiln_device_type type; int index; } kiln_device;
+/* Parses "cpu", "cuda" (= "cuda:0") or "cuda:N"; a CUDA device must exist. */
+kiln_status kiln_device_parse(kiln_context *ctx, const char *name, kiln_device *out);
+/* "cpu" / "cuda:0" into buf; returns buf. */
+const char *kiln_device_str(kiln_device d, char *buf, size_t size);
+/* Whether CUDA can be used; if not, the reason (the missing library, no GPU, a driver error). */
+bool kiln_cuda_available(char *why, size_t why_size);
+int kiln_cuda_device_count(void);
+/* "NVIDIA H100 80GB HBM3, sm_90, ..." into buf (KILN_ERR_UNSUPPORTED without CUDA). */
+kiln_status kiln_device_describe(kiln_context *ctx, kiln_device d, char *buf, size_t size);
+kiln_status kiln_device_synchronize(kiln_context *ctx, kiln_device d);
+kiln_device kiln_tensor_device(const kiln_tensor *t);
+/* A new uninitialised tensor on device d. */
+kiln_tensor *kiln_tensor_new_on(kiln_context *ctx, kiln_dtype dt, int ndim, const int64_t *shape, kiln_device d);
+/* A copy of t on device d (a new reference to t itself when it is already there). */
+kiln_tensor *kiln_tensor_to(kiln_context *ctx, kiln_tensor *t, kiln_device d);
+/* Copies src's elements into dst (same dtype and shape, any devices). */
+kiln_status kiln_tensor_copy_into(kiln_context *ctx, kiln_tensor *dst, const kiln_tensor *src);
+
 /* ---- runtime values: a tensor, a scalar or a tuple --------------------------------------- */
 typedef enum kiln_value_kind {
     KILN_VALUE_NONE, KILN_VALUE_TENSOR, KILN_VALUE_INT, KILN_VALUE_FLOAT, KILN_VALUE_BOOL,
@@ -263,6 +288,12 @@ typedef struct kiln_compile_options {
      * the tensors/scalars of the (nested) tuple of inputs or results in order. */
     int n_donate;
     const int (*donate)[2];
+    /* "cpu" (NULL) or "cuda[:N]": where the program runs. Its inputs may be on the host (copied
+     * in at every run) or already on the device; results are device tensors. */
+    const char *device;
+    /* CUDA: capture the whole run as a CUDA graph at the second run and replay it afterwards
+     * (re-captured when an input's address changes). Programs with control flow never are. */
+    bool cuda_graph;
 } kiln_compile_options;
 /* Defaults: opt_level 2, every dialect, debug from the environment, no donation. */
 kiln_compile_options kiln_compile_defaults(void);
@@ -306,6 +337,12 @@ void kiln_memory_get_stats(kiln_memory_stats *s);
 void kiln_memory_reset_peak(void);
 /* Returns the page pool's cached free blocks to the system. */
 void kiln_memory_trim(void);
+/* Device memory pools (page-unit pool or none: the driver's stream-ordered allocator), per
+ * device, switchable at run time; d = cpu gives the host pool (kiln_memory_* above). */
+kiln_status kiln_device_memory_set_pool(kiln_context *ctx, kiln_device d, kiln_pool_kind kind);
+kiln_status kiln_device_memory_get_stats(kiln_context *ctx, kiln_device d, kiln_memory_stats *s);
+kiln_status kiln_device_memory_reset_peak(kiln_context *ctx, kiln_device d);
+kiln_status kiln_device_memory_trim(kiln_context *ctx, kiln_device d);
 
 /* ---- the op table ------------------------------------------------------------------------ */
 int kiln_op_count(void);

@@ -9,7 +9,8 @@ from .errors import Error, ParseError, UnsupportedError
 from .ops import *  # noqa: F401,F403
 from .trace import Trace, TracedFunction, parse, trace
 from .model import Model, Parameter
-from . import memory, models, nn, optim
+from . import cuda, memory, models, nn, optim
+from .devices import Device, device
 from .trainer import Trainer
 from .compiler import Compiled, analyze, compile, dialect  # noqa: F401  (compile shadows the builtin)
 from .autograd import no_grad

@@ -6,8 +6,9 @@ import threading
 
 import numpy as np
 
+from . import devices as _devices
 from . import dtypes as _dt
-from ._lib import (VALUE_BOOL, VALUE_FLOAT, VALUE_INT, VALUE_TENSOR, VALUE_TUPLE, Value, check, ctx, lib,
+from ._lib import (VALUE_BOOL, VALUE_FLOAT, VALUE_INT, VALUE_TENSOR, VALUE_TUPLE, Value, check, check_ptr, ctx, lib,
                    shape_array)
 
 _tls = threading.local()
@@ -82,7 +83,32 @@ class Tensor:
 
     @property
     def device(self):
-        return "cpu"
+        """Where the data lives: a kiln.device, equal to "cpu" or "cuda:N" (traced tensors: "cpu")."""
+        return _devices.CPU if self._ptr is None else _devices.of_tensor(self._ptr)
+
+    def _on_host(self):
+        return self._ptr is None or not self.device.is_cuda
+
+    def to(self, device):
+        """This tensor on `device` ("cpu", "cuda", "cuda:N", a kiln.device): a copy, or self
+        when it is already there."""
+        self._require_concrete("to()")
+        d = _devices.device(device)
+        if self.device == d:
+            return self
+        return Tensor._own(check_ptr(lib.kiln_tensor_to(ctx, self._ptr, d._c)))
+
+    def cpu(self):
+        return self.to(_devices.CPU)
+
+    def cuda(self, index=None):
+        return self.to("cuda" if index is None else f"cuda:{int(index)}")
+
+    def _move_(self, device):
+        """Moves the data to `device` in place: this object then holds the copy (Model.to)."""
+        ptr = check_ptr(lib.kiln_tensor_to(ctx, self._ptr, _devices.device(device)._c))
+        old, self._ptr = self._ptr, ptr
+        lib.kiln_tensor_release(old)
 
     @property
     def is_symbolic(self):
@@ -97,7 +123,8 @@ class Tensor:
         if self.is_symbolic:
             return f"kiln.Tensor(<traced>, shape={self._shape}, dtype={self._dtype.name})"
         body = np.array2string(self.numpy(), separator=", ", prefix="kiln.array(")
-        return f"kiln.array({body}, dtype={self._dtype.name})"
+        where = "" if self._on_host() else f", device='{self.device}'"
+        return f"kiln.array({body}, dtype={self._dtype.name}{where})"
 
     # ---- numpy exchange -------------------------------------------------------------------------
     def _require_concrete(self, what):
@@ -107,14 +134,23 @@ class Tensor:
     @property
     def __array_interface__(self):
         self._require_concrete("numpy view")
+        if not self._on_host():  # numpy then calls __array__, which copies to the host
+            raise AttributeError("a device tensor has no numpy view")
         if self._dtype is _dt.bfloat16:
             raise TypeError("bfloat16 has no numpy dtype; use .numpy() (converts to float32)")
         return {"shape": self._shape, "typestr": self._dtype.np_dtype.str, "version": 3,
                 "data": (lib.kiln_tensor_data(self._ptr) or 0, False)}
 
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
     def numpy(self):
-        """A numpy view of the data (no copy; bfloat16 converts to a float32 copy)."""
+        """A numpy view of the data (no copy; bfloat16 converts to a float32 copy; a device
+        tensor is copied to the host)."""
         self._require_concrete("numpy()")
+        if not self._on_host():
+            return self.cpu().numpy()
         if self._dtype is _dt.bfloat16:
             return self.astype(_dt.float32).numpy()
         return np.asarray(self)

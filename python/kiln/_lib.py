@@ -109,7 +109,8 @@ _sig("kiln_type_tuple_elem", c_ptr, c_ptr, ctypes.c_int)
 class CompileOptions(ctypes.Structure):
     """kiln_compile_options (include/kiln.h, "compiling")."""
     _fields_ = [("opt_level", ctypes.c_int), ("dialects", ctypes.c_char_p), ("cache_dir", ctypes.c_char_p),
-                ("debug", ctypes.c_int), ("n_donate", ctypes.c_int), ("donate", ctypes.POINTER(ctypes.c_int * 2))]
+                ("debug", ctypes.c_int), ("n_donate", ctypes.c_int), ("donate", ctypes.POINTER(ctypes.c_int * 2)),
+                ("device", ctypes.c_char_p), ("cuda_graph", ctypes.c_bool)]
 
 
 class Analysis(ctypes.Structure):
@@ -140,6 +141,30 @@ _sig("kiln_memory_set_pool", None, ctypes.c_int)
 _sig("kiln_memory_get_stats", None, ctypes.POINTER(MemoryStats))
 _sig("kiln_memory_reset_peak", None)
 _sig("kiln_memory_trim", None)
+
+
+class Device(ctypes.Structure):
+    """kiln_device (include/kiln.h, "devices"): type KILN_DEVICE_CPU (0) / KILN_DEVICE_CUDA (1), index."""
+    _fields_ = [("type", ctypes.c_int), ("index", ctypes.c_int)]
+
+
+# The device API (CPU / CUDA tensors, device pools); HAVE_DEVICES is False for a library without it.
+HAVE_DEVICES = hasattr(lib, "kiln_device_parse") and hasattr(lib, "kiln_tensor_to")
+if HAVE_DEVICES:
+    _sig("kiln_device_parse", ctypes.c_int, c_ptr, ctypes.c_char_p, ctypes.POINTER(Device))
+    _sig("kiln_device_str", ctypes.c_char_p, Device, ctypes.c_char_p, ctypes.c_size_t)
+    _sig("kiln_cuda_available", ctypes.c_bool, ctypes.c_char_p, ctypes.c_size_t)
+    _sig("kiln_cuda_device_count", ctypes.c_int)
+    _sig("kiln_device_describe", ctypes.c_int, c_ptr, Device, ctypes.c_char_p, ctypes.c_size_t)
+    _sig("kiln_device_synchronize", ctypes.c_int, c_ptr, Device)
+    _sig("kiln_tensor_device", Device, c_ptr)
+    _sig("kiln_tensor_new_on", c_ptr, c_ptr, ctypes.c_int, ctypes.c_int, ctypes.POINTER(i64), Device)
+    _sig("kiln_tensor_to", c_ptr, c_ptr, c_ptr, Device)
+    _sig("kiln_tensor_copy_into", ctypes.c_int, c_ptr, c_ptr, c_ptr)
+    _sig("kiln_device_memory_set_pool", ctypes.c_int, c_ptr, Device, ctypes.c_int)
+    _sig("kiln_device_memory_get_stats", ctypes.c_int, c_ptr, Device, ctypes.POINTER(MemoryStats))
+    _sig("kiln_device_memory_reset_peak", ctypes.c_int, c_ptr, Device)
+    _sig("kiln_device_memory_trim", ctypes.c_int, c_ptr, Device)
 
 
 # One context for the Python process: it holds the last error message.

@@ -14,6 +14,7 @@ import ctypes
 import threading
 
 from ._lib import HAVE_COMPILER, Analysis, c_ptr, check, lib, take_string
+from .devices import device as as_device
 from .errors import UnsupportedError
 from .trace import Module, TracedFunction, call_runner, trace
 
@@ -62,12 +63,18 @@ def current_dialects():
     return stack[-1] if stack else None
 
 
-def compile_function(function, opt_level=2, dialects=None, donate=None, cache_dir=None):
+def compile_function(function, opt_level=2, dialects=None, donate=None, cache_dir=None, device=None,
+                     cuda_graph=False):
     """kiln_compile on an IR function pointer; returns the program pointer (the caller frees it
     with lib.kiln_program_free). donate: (output leaf, input leaf) pairs written in place;
-    dialects: None takes the innermost kiln.dialect scope."""
+    dialects: None takes the innermost kiln.dialect scope; device: where the program runs (None:
+    the CPU; "cuda[:N]": inputs on the host are copied in, results are device tensors);
+    cuda_graph: capture the run as a CUDA graph and replay it (kiln_compile_options)."""
     _require()
+    where = as_device(device) if device is not None else None  # raises, saying why, without CUDA
     opts = lib.kiln_compile_defaults()
+    opts.device = str(where).encode() if where is not None and where.is_cuda else None
+    opts.cuda_graph = bool(cuda_graph)
     opts.opt_level = int(opt_level)
     dialect_text = _dialect_string(dialects) if dialects is not None else current_dialects()
     opts.dialects = dialect_text.encode() if dialect_text is not None else None
@@ -157,14 +164,16 @@ def _traced(fn, example_inputs, function):
 
 
 def compile(fn_or_traced, *example_inputs, opt_level=2, dialects=None, donate=None, cache_dir=None,
-            function=None):
+            function=None, device=None, cuda_graph=False):
     """Compiles a function for the VM: fn traced on example_inputs (their dtypes and shapes),
     a kiln.Model (its forward), a TracedFunction, or function `function` of a kiln.parse module.
     opt_level 0 / 1 / 2 (kiln_compile_options); dialects e.g. ["blas", "c"] (None: the
     kiln.dialect scope, else all); donate: (output leaf, input leaf) pairs computed in place;
-    cache_dir: the generated-kernel cache (None: $KILN_CACHE_DIR or ~/.cache/kiln)."""
+    cache_dir: the generated-kernel cache (None: $KILN_CACHE_DIR or ~/.cache/kiln); device: where
+    the program runs ("cpu", "cuda[:N]"; results are tensors on that device), cuda_graph: replay
+    each run as a captured CUDA graph."""
     owner, f, captured, returns_tuple = _traced(fn_or_traced, example_inputs, function)
-    program = compile_function(f, opt_level, dialects, donate, cache_dir)
+    program = compile_function(f, opt_level, dialects, donate, cache_dir, device, cuda_graph)
     return Compiled(program, captured, returns_tuple, owner)
 
 

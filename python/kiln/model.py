@@ -248,7 +248,7 @@ class Model:
         """Replaces parameters and buffers with copies of state's arrays (numpy arrays or anything
         np.asarray takes). Raises kiln.ValueError listing every missing or unexpected name (those
         only when strict) and every shape or dtype mismatch; nothing is changed on error.
-        Returns (missing_keys, unexpected_keys)."""
+        Returns (missing_keys, unexpected_keys). Each tensor keeps the device it was on."""
         items = list(self._state_items())
         expected = {path for path, *_ in items}
         missing = [path for path, *_ in items if path not in state]
@@ -264,7 +264,7 @@ class Model:
             elif a.dtype != want:
                 mismatched.append(f"{path}: dtype {a.dtype} given, the model has {t.dtype.name}")
             else:
-                updates.append((owner, registry, name, a, t.dtype))
+                updates.append((owner, registry, name, a, t.dtype, t.device))
         problems = []
         if strict and missing:
             problems.append("missing: " + ", ".join(missing))
@@ -273,10 +273,27 @@ class Model:
         problems += mismatched
         if problems:
             raise ValueError_(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
-        for owner, registry, name, a, dtype in updates:
-            t = tensor_from_numpy(a, dtype)
+        for owner, registry, name, a, dtype, device in updates:
+            t = tensor_from_numpy(a, dtype).to(device)  # stays on the device the model's tensor was on
             owner.__dict__[registry][name] = Parameter(t) if registry == "_parameters" else t
         return IncompatibleKeys(missing, unexpected)
+
+    # ---- devices ------------------------------------------------------------------------------
+    def to(self, device):
+        """Moves every parameter and buffer to `device` ("cpu", "cuda", "cuda:N") in place (each
+        Parameter object then holds the copy, as in torch); returns self."""
+        from .devices import device as as_device
+        d = as_device(device)
+        for _, t in self._named_members(("_parameters", "_buffers"), True):
+            if t.device != d:
+                t._move_(d)
+        return self
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=None):
+        return self.to("cuda" if index is None else f"cuda:{int(index)}")
 
     # ---- tracing ------------------------------------------------------------------------------
     def trace(self, *example_inputs):

@@ -1,5 +1,6 @@
-"""models.py — reference models shared by the examples, the tests and the benchmarks: LeNet-5
-and a GPT (pre-norm transformer blocks with causal attention, tied embeddings)."""
+"""models.py — reference models shared by the examples, the tests and the benchmarks: LeNet-5,
+a GPT (pre-norm transformer blocks with causal attention, tied embeddings) and ResNet-50
+(torchvision's layout and parameter names)."""
 from . import nn, ops
 from .model import Model, Parameter
 
@@ -57,3 +58,52 @@ class GPT(Model):
         for b in self.blocks:
             x = b(x)
         return ops.matmul(self.ln(x), self.tok.weight, transpose_b=True)  # tied embeddings
+
+
+class Bottleneck(Model):
+    """torchvision's Bottleneck (ResNet v1.5: the stride sits on the 3x3 conv): 1x1 reduce, 3x3,
+    1x1 expand (x4), batch norm after each conv, ReLU; a 1x1 conv + batch norm shortcut when
+    the shape changes."""
+
+    def build(self, in_channels, width, stride=1):
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, 4 * width, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(4 * width)
+        self.downsample = None
+        if stride != 1 or in_channels != 4 * width:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, 4 * width, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(4 * width))
+
+    def forward(self, x):
+        out = ops.relu(self.bn1(self.conv1(x)))
+        out = ops.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return ops.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet50(Model):
+    """He et al. 2015, as torchvision.models.resnet50 (same parameter and buffer names in the same
+    order, so weights copy across): 7x7/2 conv, 3x3/2 max pool, four stages of bottlenecks
+    (`blocks` per stage, widths width * 1, 2, 4, 8), global average pool, a linear classifier.
+    blocks and width shrink it for tests; the defaults are ResNet-50 (25,557,032 parameters)."""
+
+    def build(self, num_classes=1000, blocks=(3, 4, 6, 3), width=64):
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        channels = width
+        for i, n in enumerate(blocks):
+            stage = []
+            for j in range(n):
+                stage.append(Bottleneck(channels, width << i, 2 if i and not j else 1))
+                channels = 4 * (width << i)
+            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        x = ops.max_pool2d(ops.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
+        for i in range(4):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.fc(ops.batch_flatten(ops.adaptive_avg_pool2d(x, 1)))

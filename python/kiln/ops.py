@@ -281,6 +281,19 @@ def log_softmax(x, axis=-1):
     return apply("log_softmax", [_floating(x)], {"axis": int(axis)})
 
 
+def attention(q, k, v, causal=False, scale=None):
+    """torch.nn.functional.scaled_dot_product_attention as one fused op: softmax(q @ k^T * scale) @ v
+    on q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv] with equal leading dims; causal masks key j >
+    query i (top-left aligned, as torch's is_causal); scale defaults to 1/sqrt(D)."""
+    return apply("attention", [q, k, v], {"causal": bool(causal), "scale": None if scale is None else float(scale)})
+
+
+def attention_forward(q, k, v, causal=False, scale=None):
+    """attention's primitive: returns (out, lse), lse [..., Tq] the rows' log-sum-exp of the scaled
+    scores (float64 for float64 inputs, else float32)."""
+    return apply("attention_forward", [q, k, v], {"causal": bool(causal), "scale": None if scale is None else float(scale)})
+
+
 def nll_loss(log_probs, target, reduction="mean", ignore_index=-100):
     return apply("nll_loss", [log_probs, target], {"reduction": reduction, "ignore_index": int(ignore_index)})
 
@@ -419,9 +432,10 @@ def cast(x, dtype):
 # ---- creation ---------------------------------------------------------------------------------
 def array(obj, dtype=None, device=None):
     """A new tensor from a numpy array, a (nested) list, a scalar or a Tensor (always a copy).
-    numpy arrays keep their dtype; Python floats become float32, ints int64, bools bool."""
-    if device not in (None, "cpu"):
-        raise ValueError(f"device '{device}' is not available (this build runs on the CPU)")
+    numpy arrays keep their dtype; Python floats become float32, ints int64, bools bool.
+    device ("cpu", "cuda", "cuda:N"): where the new tensor lives."""
+    if device is not None:
+        return array(obj, dtype).to(device)
     if isinstance(obj, Tensor):
         return obj.astype(dtype if dtype is not None else obj.dtype)
     if dtype is None and not isinstance(obj, np.ndarray):

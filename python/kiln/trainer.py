@@ -1,15 +1,18 @@
 """trainer.py — kiln.Trainer: builds one IR function per input signature that runs forward,
 loss, backward (the autodiff pass) and the optimizer update, then runs it each step: compiled
 for the VM with parameters and optimizer state updated in place (executor "vm"), or op by op in
-the interpreter (executor "interp")."""
+the interpreter (executor "interp"). With device="cuda" the model, the optimizer state and the
+compiled step live on the GPU."""
 import ctypes
 import os
 
 from . import dtypes as _dt
 from .model import Parameter
-from .ops import zeros_like
+from .devices import device as as_device
+from .ops import zeros, zeros_like
 from .trace import Trace, run_function
-from ._lib import check_ptr, lib
+from ._core import Tensor
+from ._lib import check, check_ptr, ctx, lib, shape_array
 from . import compiler
 
 
@@ -19,18 +22,31 @@ class Trainer:
     executor "vm" (the default when the library has the compiler; $KILN_EXECUTOR overrides the
     default) compiles the step once per input signature (kiln_compile, inside the kiln.dialect
     scope active at the first step) and updates the model's parameter tensors in place;
-    "interp" runs the step in the interpreter and replaces the parameters by new tensors."""
+    "interp" runs the step in the interpreter and replaces the parameters by new tensors.
+    device ("cpu", "cuda", "cuda:N"; None: the CPU): a CUDA device moves the model there (kiln's
+    Model.to), keeps the optimizer state there and compiles the step for it (executor "vm" only;
+    without CUDA this raises kiln.UnsupportedError saying why). Batches may be on the host (the
+    step copies them in) or on the device; parameters are updated in place on the device.
+    cuda_graph: replay each step as a captured CUDA graph (batches are then copied into device
+    buffers of the step, so that the graph's addresses stay fixed)."""
 
     EXECUTORS = ("vm", "interp")
 
-    def __init__(self, model, loss_fn, optimizer, executor=None):
-        executor = executor or os.environ.get("KILN_EXECUTOR") or ("vm" if compiler.available() else "interp")
+    def __init__(self, model, loss_fn, optimizer, executor=None, device=None, cuda_graph=False):
+        self.device = as_device(device or "cpu")
+        executor = executor or ("vm" if self.device.is_cuda else
+                                os.environ.get("KILN_EXECUTOR") or ("vm" if compiler.available() else "interp"))
         if executor not in self.EXECUTORS:
             raise ValueError(f"kiln.Trainer: executor must be one of {self.EXECUTORS}, got {executor!r}")
         if executor == "vm":
             compiler._require()
+        elif self.device.is_cuda:
+            raise ValueError(f"kiln.Trainer: device '{self.device}' needs executor 'vm' (the interpreter runs on the CPU)")
         self.executor = executor
+        self.cuda_graph = bool(cuda_graph) and self.device.is_cuda
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        if self.device.is_cuda:
+            model.to(self.device)
         self.step_count = 0
         self._compiled = {}  # (dtype, shape) of x and y -> compiled step
         self._last = None    # the compiled step the last step() used
@@ -73,7 +89,8 @@ class Trainer:
             n_state = len(flat_state)
             donate = [(1 + i, w) for i, w in enumerate(wrt)]
             donate += [(1 + len(wrt) + j, 2 + len(captured) + j) for j in range(n_state)]
-            c["program"] = compiler.Compiled(compiler.compile_function(step.function, donate=donate))
+            c["program"] = compiler.Compiled(compiler.compile_function(
+                step.function, donate=donate, device=self.device, cuda_graph=self.cuda_graph))
         return c
 
     def compile(self, x, y):
@@ -115,12 +132,13 @@ class Trainer:
 
     def state_dict(self):
         """Model tensors ("model.<path>"), optimizer state ("optim.<slot>.<path>") and the step
-        count ("trainer.step"): everything a resumed run needs to continue bit-identically."""
+        count ("trainer.step"): everything a resumed run needs to continue bit-identically.
+        Tensors on a device are copied to the host."""
         from .ops import array
         d = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         for path, tensors in self.state.items():
             for slot, t in zip(self.optimizer.slots, tensors):
-                d[f"optim.{slot}.{path}"] = t
+                d[f"optim.{slot}.{path}"] = t.cpu()
         d["trainer.step"] = array(self.step_count)
         return d
 
@@ -143,7 +161,22 @@ class Trainer:
         for path in params:
             slots = [d.get(f"optim.{slot}.{path}") for slot in self.optimizer.slots]
             if all(t is not None for t in slots) and slots:
-                self.state[path] = tuple(slots)
+                self.state[path] = tuple(t.to(self.device) for t in slots)
+
+    def _zeros(self, p):
+        """Optimizer state for parameter p: zeros on the trainer's device (made on the host, where
+        eager ops run, then copied)."""
+        return zeros_like(p) if not self.device.is_cuda else zeros(p.shape, p.dtype).to(self.device)
+
+    def _graph_inputs(self, c, x, y):
+        """A CUDA graph replays fixed addresses (a new input address means a new capture): the
+        batch is copied into device buffers that belong to this compiled step."""
+        if "inputs" not in c:
+            c["inputs"] = [Tensor._own(check_ptr(lib.kiln_tensor_new_on(ctx, t.dtype.code, t.ndim, shape_array(t.shape),
+                                                                         self.device._c))) for t in (x, y)]
+        for buf, t in zip(c["inputs"], (x, y)):
+            check(lib.kiln_tensor_copy_into(ctx, buf._ptr, t._ptr))
+        return c["inputs"]
 
     def step(self, x, y):
         """One training step on a batch; returns the loss as a Python float."""
@@ -155,8 +188,10 @@ class Trainer:
         tensors = [self._tensor(p) for p in c["captured_paths"]]
         for path in c["param_paths"]:
             if path not in self.state:
-                self.state[path] = tuple(zeros_like(self._tensor(path)) for _ in self.optimizer.slots)
+                self.state[path] = tuple(self._zeros(self._tensor(path)) for _ in self.optimizer.slots)
         state = [s for path in c["param_paths"] for s in self.state[path]]
+        if self.cuda_graph:
+            x, y = self._graph_inputs(c, x, y)
         args = [x, y] + tensors + state + [self.optimizer.lr_at(self.step_count), self.step_count]
         n = len(c["param_paths"])
         k = len(self.optimizer.slots)
@@ -175,11 +210,16 @@ class Trainer:
 
 
 def _loss_value(loss):
+    loss = loss.cpu()  # a device scalar: one copy to the host
     return float(loss.item()) if loss.dtype is not _dt.bfloat16 else float(loss.astype("float32").item())
 
 
 def _store(dst, src):
     """Makes tensor dst hold src's values: a no-op when the VM wrote them in place (donation)."""
     to, frm = lib.kiln_tensor_data(dst._ptr), lib.kiln_tensor_data(src._ptr)
-    if to != frm:
+    if to == frm:
+        return
+    if dst.device.is_cuda or src.device.is_cuda:
+        check(lib.kiln_tensor_copy_into(ctx, dst._ptr, src._ptr))
+    else:
         ctypes.memmove(to, frm, lib.kiln_tensor_nbytes(dst._ptr))

@@ -11,9 +11,10 @@ int kiln_cli_compile(kiln_context *ctx, int argc, char **argv, bool analyze) {
     bool trace = false;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (!strcmp(s, "-f") || !strcmp(s, "-O") || !strcmp(s, "--dialects")) {
+        if (!strcmp(s, "-f") || !strcmp(s, "-O") || !strcmp(s, "--dialects") || !strcmp(s, "--device")) {
             if (++i == argc) return kiln_cli_error(KILN_CLI_USAGE, "option %s needs a value", s);
             if (s[1] == 'f') func = argv[i];
+            else if (!strcmp(s, "--device")) o.device = argv[i];
             else if (s[1] == 'O') {
                 char *end;
                 long level = strtol(argv[i], &end, 10);

@@ -21,6 +21,9 @@ typedef struct kiln_gen_kernel {
     char symbol[64];       /* unique for the source (derived from its hash) */
     int n_params;
     int64_t *params;       /* malloc'd */
+    /* CUDA only (kiln_codegen_cuda): the launch geometry for these params. */
+    unsigned grid[3], block[3];
+    size_t shared_bytes;
 } kiln_gen_kernel;
 
 /* True if generated C can compute node n (a primitive of class ELEMWISE / BROADCAST / REDUCE
@@ -32,6 +35,16 @@ bool kiln_codegen_supports(const kiln_node *n);
  * shape), every result of the reduction's result shape. Anything else is an internal error. */
 kiln_status kiln_codegen_c(kiln_context *ctx, const kiln_function *group, kiln_gen_kernel *out);
 void kiln_gen_kernel_free(kiln_gen_kernel *k);
+
+/* The same group rendered as CUDA C++ (render_cuda.c), from the same loop plan (lower.h), for
+ * NVRTC. The kernel is
+ *     extern "C" __global__ void SYMBOL(kiln_args a)
+ *     struct kiln_args { char *bufs[NB]; long long params[NP]; }   (NB, NP >= 1; padded)
+ * taking by value the bufs (device pointers, same order as the C kernel's) and the params:
+ * one launch argument, laid out as the C kernel's two arrays back to back. The source is
+ * self-contained (no includes beyond what NVRTC provides; f16/bf16 through cuda_fp16.h /
+ * cuda_bf16.h). grid/block/shared_bytes in *out say how to launch it. */
+kiln_status kiln_codegen_cuda(kiln_context *ctx, const kiln_function *group, kiln_gen_kernel *out);
 
 /* A loaded shared object of generated kernels. */
 typedef struct kiln_jit_lib kiln_jit_lib;

@@ -1,6 +1,7 @@
 /* lower.c — lowering of a fused group to a loop nest: checks the group's form (elementwise, or
  * one reduction with producers and consumers), collapses dims, assigns strides to params and
- * decides the loop shape (tiles of rows, row reduction, column reduction); render_c.c prints it. */
+ * decides the loop shape (tiles of rows, row reduction, column reduction); render_c.c and
+ * render_cuda.c print it. */
 #include "codegen/lower.h"
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* lower.h — internal: the loop-nest plan of one fused group (lower.c), which render_c.c prints
- * as C. */
+ * as C and render_cuda.c as CUDA (sharing render.h). */
 #ifndef KILN_CODEGEN_LOWER_H
 #define KILN_CODEGEN_LOWER_H
 

@@ -1,6 +1,7 @@
 /* compile.c — kiln_compile: copies the function's module, runs the pass pipeline, lowers the
  * result to VM code, plans its memory and builds its generated kernels; the program API
  * (run, print, analyze, free). */
+#include "dialects/cuda_dialect.h"
 #include "ops/cost.h"
 #include "runtime/vm.h"
 #include <stdlib.h>
@@ -10,11 +11,15 @@ kiln_compile_options kiln_compile_defaults(void) {
     return (kiln_compile_options){.opt_level = 2, .dialects = NULL, .cache_dir = NULL, .debug = -1};
 }
 
-/* "blas,c" -> allowed dialects in order; every named one must exist and be available. */
-static kiln_status parse_dialects(kiln_pass_ctx *pc, const char *list) {
+static bool is_cuda_dialect(int d) { return d == KILN_DIALECT_CUDA || d == KILN_DIALECT_CUBLASLT || d == KILN_DIALECT_CUDNN; }
+
+/* "blas,c" -> allowed dialects in order; every named one must exist, be available and run on
+ * the program's device (NULL: every dialect of that device). */
+static kiln_status parse_dialects(kiln_pass_ctx *pc, const char *list, bool cuda) {
     pc->n_dialects = 0;
     if (!list) {
-        for (int d = KILN_DIALECT_COUNT - 1; d >= 0; d--) pc->dialects[pc->n_dialects++] = (kiln_dialect_id)d;
+        for (int d = KILN_DIALECT_COUNT - 1; d >= 0; d--)
+            if (is_cuda_dialect(d) == cuda) pc->dialects[pc->n_dialects++] = (kiln_dialect_id)d;
         return KILN_OK;
     }
     for (const char *s = list; *s;) {
@@ -22,7 +27,12 @@ static kiln_status parse_dialects(kiln_pass_ctx *pc, const char *list) {
         if (len) {
             int d = kiln_dialect_from_name(s, len);
             char why[256] = "";
-            if (d < 0) return kiln_error(pc->ctx, KILN_ERR_VALUE, "unknown dialect '%.*s' (known: c, blas, dnnl)", (int)len, s);
+            if (d < 0)
+                return kiln_error(pc->ctx, KILN_ERR_VALUE, "unknown dialect '%.*s' (known: c, blas, dnnl, cuda, cublaslt, cudnn)", (int)len, s);
+            if (is_cuda_dialect(d) != cuda)
+                return kiln_error(pc->ctx, KILN_ERR_VALUE, "dialect '%.*s' runs on %s; this program runs on %s (its dialects: %s)",
+                                  (int)len, s, cuda ? "the CPU" : "CUDA", cuda ? "CUDA" : "the CPU",
+                                  cuda ? "cuda, cublaslt, cudnn" : "c, blas, dnnl");
             if (!kiln_dialect_available((kiln_dialect_id)d, why, sizeof why))
                 return kiln_error(pc->ctx, KILN_ERR_UNSUPPORTED, "dialect '%.*s' is not available: %s", (int)len, s, why);
             bool seen = false;
@@ -48,6 +58,11 @@ void kiln_program_free(kiln_program *p) {
     for (int i = 0; i < p->n_gens && p->gens; i++) kiln_gen_kernel_free(&p->gens[i]);
     free(p->gens), free(p->gen_fns), free(p->gen_funcs);
     kiln_jit_lib_free(p->lib);
+    if (p->be) {
+        if (p->graph) p->be->graph_free(p->graph);
+        if (p->cuda_module) p->be->module_free(p->cuda_module);
+    }
+    free(p->gen_cuda), free(p->graph_inputs);
     for (int i = 0; i < p->n_owned; i++) kiln_tensor_release(p->owned[i]);
     free(p->owned), free(p->donate), free(p->donate_placed);
     free(p->live_bytes), free(p->high_water);
@@ -56,14 +71,81 @@ void kiln_program_free(kiln_program *p) {
     free(p);
 }
 
+/* CUDA: every generated kernel in one NVRTC translation unit (a kernel whose symbol already
+ * appeared is the same source), compiled for the device's architecture, cached, loaded. */
+static kiln_status build_cuda_kernels(kiln_program *p) {
+    kiln_context *ctx = p->ctx;
+    const kiln_backend *be = p->be;
+    int dev = p->device.index;
+    if (!(p->gen_cuda = calloc((size_t)p->n_gens, sizeof *p->gen_cuda))) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    kiln_buf b = {0};
+    for (int i = 0; i < p->n_gens; i++) {
+        if (kiln_codegen_cuda(ctx, p->gen_funcs[i], &p->gens[i])) {
+            kiln_free(kiln_buf_take(&b));
+            return kiln_error_status(ctx);
+        }
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(p->gens[j].symbol, p->gens[i].symbol);
+        if (!seen) kiln_buf_puts(&b, p->gens[i].source);
+    }
+    char *text = kiln_buf_take(&b);
+    if (!text) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    void *image = NULL;
+    size_t size = 0;
+    kiln_status st = KILN_OK;
+    if (be->nvrtc_compile(text, be->device_arch(dev), p->pc.cache_dir, p->pc.debug, &image, &size))
+        st = kiln_error(ctx, KILN_ERR_UNSUPPORTED, "compiling the generated CUDA kernels of @%s: %s", p->main->f->name,
+                        be->last_error());
+    else if (be->module_load(dev, image, &p->cuda_module))
+        st = kiln_error(ctx, KILN_ERR_UNSUPPORTED, "loading the generated CUDA kernels: %s", be->last_error());
+    for (int i = 0; i < p->n_gens && !st; i++)
+        if (be->module_get(p->cuda_module, p->gens[i].symbol, &p->gen_cuda[i]))
+            st = kiln_error(ctx, KILN_ERR_INTERNAL, "generated CUDA kernel %s: %s", p->gens[i].symbol, be->last_error());
+    if (image) be->free_image(image);
+    kiln_free(text);
+    return st;
+}
+
 static kiln_status build_kernels(kiln_program *p) {
     if (!p->n_gens) return KILN_OK;
     p->gens = calloc((size_t)p->n_gens, sizeof *p->gens);
     p->gen_fns = calloc((size_t)p->n_gens, sizeof *p->gen_fns);
     if (!p->gens || !p->gen_fns) return kiln_error(p->ctx, KILN_ERR_OOM, "out of memory");
+    if (p->be) return build_cuda_kernels(p);
     for (int i = 0; i < p->n_gens; i++)
         if (kiln_codegen_c(p->ctx, p->gen_funcs[i], &p->gens[i])) return kiln_error_status(p->ctx);
     return kiln_jit_build(p->ctx, p->pc.cache_dir, p->pc.debug, p->n_gens, p->gens, p->gen_fns, &p->lib);
+}
+
+/* CUDA: constants move to the device once (the program owns the copies); the main code can be
+ * captured as a graph when nothing in it needs the host (no control flow, lists, calls or
+ * kernels run on the host). */
+static kiln_status prepare_cuda(kiln_program *p) {
+    for (int i = 0; i < p->n_codes; i++) {
+        vm_code *c = p->codes[i];
+        for (int s = 0; s < c->n_slots; s++) {
+            vm_slot *x = &c->slots[s];
+            if (x->kind != VM_SLOT_CONST || x->constant->device.type == p->device.type) continue;
+            if (p->n_owned == p->cap_owned) {
+                int cap = p->cap_owned ? 2 * p->cap_owned : 16;
+                kiln_tensor **o = realloc(p->owned, sizeof *o * (size_t)cap);
+                if (!o) return kiln_error(p->ctx, KILN_ERR_OOM, "out of memory");
+                p->owned = o, p->cap_owned = cap;
+            }
+            kiln_tensor *d = kiln_tensor_to(p->ctx, x->constant, p->device);
+            if (!d) return kiln_error_status(p->ctx);
+            p->owned[p->n_owned++] = d;
+            x->constant = d;
+        }
+    }
+    p->graph_ok = p->n_codes == 1;
+    for (int i = 0; i < p->main->n_instr && p->graph_ok; i++) {
+        const vm_instr *I = &p->main->instr[i];
+        p->graph_ok = (I->op == VM_KERNEL && !I->host) || I->op == VM_GEN || I->op == VM_COPY;
+    }
+    if (!(p->graph_inputs = calloc((size_t)p->main->n_in + 1, sizeof *p->graph_inputs)))
+        return kiln_error(p->ctx, KILN_ERR_OOM, "out of memory");
+    return KILN_OK;
 }
 
 static int env_debug(void) {
@@ -81,7 +163,12 @@ kiln_status kiln_compile(kiln_function *f, const kiln_compile_options *opt, kiln
     p->ctx = ctx;
     p->pc = (kiln_pass_ctx){.ctx = ctx, .opt_level = o.opt_level, .debug = o.debug < 0 ? env_debug() : o.debug};
     if (!(p->pc.cache_dir = kiln_jit_cache_dir(o.cache_dir))) goto oom;
-    if (parse_dialects(&p->pc, o.dialects)) goto fail;
+    if (kiln_device_parse(ctx, o.device, &p->device)) goto fail;
+    if (p->device.type == KILN_DEVICE_CUDA) {
+        p->be = kiln_cuda_backend(NULL, 0);
+        p->cuda_graph = o.cuda_graph;
+    }
+    if (parse_dialects(&p->pc, o.dialects, p->be != NULL)) goto fail;
     if (o.n_donate > 0) {
         p->donate = malloc(sizeof *p->donate * (size_t)o.n_donate);
         p->donate_placed = calloc((size_t)o.n_donate, sizeof *p->donate_placed);
@@ -109,7 +196,7 @@ kiln_status kiln_compile(kiln_function *f, const kiln_compile_options *opt, kiln
     if (s || kiln_vm_build(p, main, &p->main)) goto fail;
     for (int i = 0; i < p->n_codes; i++)
         if (kiln_vm_plan(p, p->codes[i], p->codes[i] == p->main)) goto fail;
-    if (build_kernels(p)) goto fail;
+    if (build_kernels(p) || (p->be && prepare_cuda(p))) goto fail;
     const char *prof = getenv("KILN_PROFILE");
     if (prof && *prof && strcmp(prof, "0") && !(p->profile_ns = calloc((size_t)p->main->n_instr + 1, sizeof(double)))) goto oom;
     if (p->pc.debug >= 1) {
@@ -150,8 +237,9 @@ static void print_slot(kiln_buf *b, const vm_code *c, int s) {
 static void print_code(kiln_buf *b, const kiln_program *p, const vm_code *c) {
     int n_gen = 0;
     for (int i = 0; i < c->n_instr; i++) n_gen += c->instr[i].op == VM_GEN;
-    kiln_buf_printf(b, "program @%s: %d instructions, %d generated kernel calls, arena %lld bytes\n", c->f->name,
-                    c->n_instr, n_gen, (long long)c->arena_bytes);
+    char dev[32];
+    kiln_buf_printf(b, "program @%s on %s: %d instructions, %d generated kernel calls, arena %lld bytes\n", c->f->name,
+                    kiln_device_str(p->device, dev, sizeof dev), c->n_instr, n_gen, (long long)c->arena_bytes);
     kiln_buf_puts(b, "  inputs:");
     for (int i = 0; i < c->n_in; i++) {
         kiln_buf_puts(b, " ");
@@ -164,8 +252,8 @@ static void print_code(kiln_buf *b, const kiln_program *p, const vm_code *c) {
         if (I->op == VM_GEN) kiln_buf_printf(b, "@%s", p->gen_funcs[I->gen]->name);
         else if (I->op == VM_CALL) kiln_buf_printf(b, "@%s", I->callee->f->name);
         else if (I->op == VM_KERNEL)
-            kiln_buf_printf(b, "%s%s%s", kiln_op_info_get(I->node->op)->name, I->node->impl ? "." : "",
-                            I->node->impl ? kiln_dialect_name(I->node->impl->dialect) : "");
+            kiln_buf_printf(b, "%s%s%s", kiln_op_info_get(I->node->op)->name, I->node->impl || I->host ? "." : "",
+                            I->node->impl ? kiln_dialect_name(I->node->impl->dialect) : I->host ? "host" : "");
         if (I->op == VM_JUMP || I->op == VM_JUMP_UNLESS) kiln_buf_printf(b, "-> %d", I->target);
         kiln_buf_puts(b, " (");
         for (int k = 0; k < I->n_in; k++) {

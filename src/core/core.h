@@ -71,7 +71,8 @@ struct kiln_tensor {
     int ndim;
     int64_t shape[KILN_MAX_DIMS];
     int64_t numel;
-    void *data;
+    void *data;              /* host memory, or device memory when device is not the CPU */
+    kiln_device device;      /* zero: the CPU */
     void (*release)(void *); /* frees data (aligned free, or a wrapper's deleter) */
     void *release_arg;
 };

@@ -8,7 +8,13 @@
 
 /* "c" is always available: generated C kernels for fusable ops, the built-in C (reference)
  * kernels for the rest. Library dialects load their library at first use (dlopen). */
-typedef enum kiln_dialect_id { KILN_DIALECT_C, KILN_DIALECT_BLAS, KILN_DIALECT_DNNL, KILN_DIALECT_COUNT } kiln_dialect_id;
+/* CPU dialects: c, blas, dnnl. CUDA dialects (a program compiled for a CUDA device takes only
+ * these; docs/cuda.md): cuda (generated CUDA kernels and kiln's own CUDA kernels), cublaslt,
+ * cudnn. */
+typedef enum kiln_dialect_id {
+    KILN_DIALECT_C, KILN_DIALECT_BLAS, KILN_DIALECT_DNNL, KILN_DIALECT_CUDA, KILN_DIALECT_CUBLASLT, KILN_DIALECT_CUDNN,
+    KILN_DIALECT_COUNT
+} kiln_dialect_id;
 
 typedef struct kiln_dialect_impl {
     kiln_op op;

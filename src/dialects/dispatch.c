@@ -2,10 +2,11 @@
  * highest-priority available library implementation among the allowed dialects, or stays on
  * C (generated kernels after fusion, built-in kernels otherwise). */
 #include "compiler/compiler.h"
+#include "dialects/cuda_dialect.h"
 #include <pthread.h>
 #include <string.h>
 
-static const char *const dialect_names[KILN_DIALECT_COUNT] = {"c", "blas", "dnnl"};
+static const char *const dialect_names[KILN_DIALECT_COUNT] = {"c", "blas", "dnnl", "cuda", "cublaslt", "cudnn"};
 
 const char *kiln_dialect_name(kiln_dialect_id d) { return d >= 0 && d < KILN_DIALECT_COUNT ? dialect_names[d] : "?"; }
 
@@ -24,6 +25,9 @@ static void load_all(void) {
     loaded[KILN_DIALECT_C] = true;
     loaded[KILN_DIALECT_BLAS] = kiln_blas_load(load_why[KILN_DIALECT_BLAS], sizeof load_why[0]);
     loaded[KILN_DIALECT_DNNL] = kiln_dnnl_load(load_why[KILN_DIALECT_DNNL], sizeof load_why[0]);
+    loaded[KILN_DIALECT_CUDA] = kiln_cuda_dialect_load(load_why[KILN_DIALECT_CUDA], sizeof load_why[0]);
+    loaded[KILN_DIALECT_CUBLASLT] = kiln_cuda_dialect_load(load_why[KILN_DIALECT_CUBLASLT], sizeof load_why[0]);
+    loaded[KILN_DIALECT_CUDNN] = kiln_cudnn_load(load_why[KILN_DIALECT_CUDNN], sizeof load_why[0]);
 }
 
 bool kiln_dialect_available(kiln_dialect_id d, char *why, size_t why_size) {
@@ -37,6 +41,9 @@ static const kiln_dialect_impl *const *impls_of(kiln_dialect_id d) {
     switch (d) {
     case KILN_DIALECT_BLAS: return kiln_blas_impls;
     case KILN_DIALECT_DNNL: return kiln_dnnl_impls;
+    case KILN_DIALECT_CUDA: return kiln_cuda_impls;
+    case KILN_DIALECT_CUBLASLT: return kiln_cublaslt_impls;
+    case KILN_DIALECT_CUDNN: return kiln_cudnn_impls;
     default: return NULL;
     }
 }

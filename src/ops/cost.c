@@ -89,6 +89,10 @@ static double primitive_flops(const kiln_node *n) {
     case KILN_OP_RESIZE2D_BACKWARD: return in_elems(n, 0) * (bilinear(n) ? 8 : 1);
     case KILN_OP_RANDOM_UNIFORM:
     case KILN_OP_RANDOM_NORMAL: return out;
+    case KILN_OP_ATTENTION_FORWARD: /* q k^T and P v: 4 * Tq * Tk * D per batch entry (q has batch * Tq * D) */
+        return 4 * in_elems(n, 0) * (double)dim(n->in[1], n->in[1]->type->ndim - 2);
+    case KILN_OP_ATTENTION_BACKWARD: /* recomputed q k^T, dout v^T, dS k, dS^T q, P^T dout: 2.5 forwards */
+        return 10 * in_elems(n, 0) * (double)dim(n->in[1], n->in[1]->type->ndim - 2);
     case KILN_OP_SORT:
     case KILN_OP_ARGSORT:
     case KILN_OP_TOPK: return in_elems(n, 0) * log2_axis(n);

@@ -12,7 +12,8 @@
  *   element (transcendentals too), random draws 1 per element; reductions and cumsum 1 per input
  *   element; nll_loss 1 per target element; cast, copy, layout, indexing and creation 0 (their
  *   accumulating backwards 1 per dy element, bilinear resize 8 per output element); sorts
- *   n*ceil(log2(axis length)) comparisons. Composites: the sum over their decomposition. call:
+ *   n*ceil(log2(axis length)) comparisons; attention_forward 4*Tq*Tk*D per batch entry (masks
+ *   ignored), attention_backward 2.5 times that. Composites: the sum over their decomposition. call:
  *   the sum over the callee's body (a fused kernel's too; a recursive call adds 0); if: the larger
  *   branch; while: ONE iteration (cond + body), as the trip count is unknown. */
 double kiln_node_flops(const kiln_node *n);

@@ -377,6 +377,30 @@ static kiln_status run_function(kiln_context *ctx, kiln_function *f, int n_in, c
     return s;
 }
 
+/* The first tensor of v that is not on the CPU (the interpreter's kernels read host memory). */
+static const kiln_tensor *off_host(kiln_value v) {
+    if (v.kind == KILN_VALUE_TENSOR) return v.tensor->device.type == KILN_DEVICE_CPU ? NULL : v.tensor;
+    if (v.kind == KILN_VALUE_TUPLE)
+        for (int i = 0; i < v.tuple->n; i++) {
+            const kiln_tensor *t = off_host(v.tuple->items[i]);
+            if (t) return t;
+        }
+    return NULL;
+}
+
+static kiln_status require_host(kiln_context *ctx, const char *what, int n_in, const kiln_value *in) {
+    for (int i = 0; i < n_in; i++) {
+        const kiln_tensor *t = off_host(in[i]);
+        if (t) {
+            char d[32];
+            return kiln_error(ctx, KILN_ERR_UNSUPPORTED,
+                              "%s: input %d is on %s; the interpreter runs on the CPU (copy it with to('cpu'), or "
+                              "compile for the device)", what, i, kiln_device_str(t->device, d, sizeof d));
+        }
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_function_run(kiln_function *f, int n_in, const kiln_value *in, kiln_value *out) {
     kiln_context *ctx = f->module->ctx;
     out->kind = KILN_VALUE_NONE;
@@ -391,6 +415,9 @@ kiln_status kiln_function_run(kiln_function *f, int n_in, const kiln_value *in, 
                               f->params[i]->name ? f->params[i]->name : "?",
                               kiln_type_cstr(f->params[i]->type, want, sizeof want), got);
         }
+    char what[300];
+    snprintf(what, sizeof what, "@%s", f->name);
+    if (require_host(ctx, what, n_in, in)) return kiln_error_status(ctx);
     if (run_function(ctx, f, n_in, in, out, 0)) return kiln_error_status(ctx);
     if (kiln_vm_check_enabled() && kiln_vm_check(f, n_in, in, *out)) {
         kiln_value_release(*out);
@@ -421,6 +448,9 @@ static const kiln_type *value_type(kiln_arena *a, kiln_value v) {
 kiln_status kiln_op_run(kiln_context *ctx, const char *op, int n_in, const kiln_value *in, const char *attrs,
                         kiln_value *out) {
     out->kind = KILN_VALUE_NONE;
+    char what[120];
+    snprintf(what, sizeof what, "op '%s'", op ? op : "?");
+    if (n_in > 0 && n_in <= 256 && require_host(ctx, what, n_in, in)) return kiln_error_status(ctx);
     kiln_module *m = kiln_module_new(ctx);
     if (!m) return kiln_error_status(ctx);
     m->filename = "eager";

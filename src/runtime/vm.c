@@ -1,6 +1,9 @@
 /* vm.c — runs VM code: an instance holds the arena and one tensor header per slot (made once;
  * later runs only rebind the inputs), then instructions execute in order with jumps for
- * control flow. Lists are the only values allocated while running. */
+ * control flow. Lists are the only values allocated while running. On a CUDA device the same
+ * instructions move device memory through the backend, and the main code may replay as a
+ * CUDA graph. */
+#include "dialects/cuda_dialect.h"
 #include "runtime/vm.h"
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@ typedef struct vm_list {
 } vm_list;
 
 struct vm_instance {
+    kiln_program *prog;
     vm_code *code;
     char *arena;
     kiln_tensor *hdr;      /* per slot: its tensor header (never released: refcount stays >= 1) */
@@ -24,7 +28,35 @@ struct vm_instance {
     char **bufs;           /* scratch: generated kernels' buffers */
     int *rebind;           /* slots whose data pointer follows an input */
     int n_rebind;
+    /* CUDA */
+    kiln_tensor **staged;  /* per input leaf: the device copy of a host tensor input */
+    kiln_tensor **host_of; /* per input leaf: that host tensor this run (donations go back to it) */
+    kiln_tensor **htmp;    /* per slot: host copy for kernels run on the host */
+    int64_t *argblk;       /* a generated kernel's launch argument: bufs then params */
 };
+
+/* ---- device memory: plain memory on the CPU, the backend's copies on CUDA ------------------ */
+static kiln_status dev_fail(kiln_program *p, const char *what) {
+    return kiln_error(p->ctx, KILN_ERR_UNSUPPORTED, "VM on cuda:%d: %s: %s", p->device.index, what, p->be->last_error());
+}
+
+static kiln_status dev_copy(kiln_program *p, void *dst, const void *src, size_t n) {
+    if (!p->be) memcpy(dst, src, n);
+    else if (n && p->be->copy_d2d(p->device.index, dst, src, n)) return dev_fail(p, "copy");
+    return KILN_OK;
+}
+
+static kiln_status dev_write(kiln_program *p, void *dst, const void *host, size_t n) {
+    if (!p->be) memcpy(dst, host, n);
+    else if (n && p->be->copy_h2d(p->device.index, dst, host, n)) return dev_fail(p, "copy to the device");
+    return KILN_OK;
+}
+
+static kiln_status dev_read(kiln_program *p, void *host, const void *src, size_t n) {
+    if (!p->be) memcpy(host, src, n);
+    else if (n && p->be->copy_d2h(p->device.index, host, src, n)) return dev_fail(p, "copy to the host");
+    return KILN_OK;
+}
 
 static double now_ns(void) {
     struct timespec ts;
@@ -87,18 +119,35 @@ void kiln_vm_instance_free(vm_instance *inst) {
         list_release(inst->lists[i]);
         kiln_tensor_release(inst->held[i]);
     }
-    kiln_mem_free(inst->arena);
+    if (inst->prog->be) inst->prog->be->free(inst->prog->device.index, inst->arena);
+    else kiln_mem_free(inst->arena);
+    for (int i = 0; inst->staged && i < c->n_in; i++) kiln_tensor_release(inst->staged[i]);
+    for (int i = 0; inst->htmp && i < c->n_slots; i++) kiln_tensor_release(inst->htmp[i]);
+    free(inst->staged), free(inst->host_of), free(inst->htmp), free(inst->argblk);
     free(inst->hdr), free(inst->lists), free(inst->held), free(inst->bound), free(inst->tin), free(inst->bufs);
     free(inst->rebind);
     free(inst);
 }
 
-static vm_instance *instance_new(kiln_context *ctx, vm_code *c) {
+static vm_instance *instance_new(kiln_program *p, vm_code *c) {
+    kiln_context *ctx = p->ctx;
     vm_instance *in = calloc(1, sizeof *in);
     if (!in) return NULL;
+    in->prog = p;
     in->code = c;
     size_t ns = (size_t)c->n_slots + 1, nops = (size_t)c->max_operands + 1;
-    in->arena = kiln_mem_alloc((size_t)c->arena_bytes + 64);
+    in->arena = p->be ? p->be->alloc(p->device.index, (size_t)c->arena_bytes + 256) : kiln_mem_alloc((size_t)c->arena_bytes + 64);
+    if (p->be) {
+        in->staged = calloc((size_t)c->n_in + 1, sizeof *in->staged);
+        in->host_of = calloc((size_t)c->n_in + 1, sizeof *in->host_of);
+        in->htmp = calloc(ns, sizeof *in->htmp);
+        in->argblk = calloc(nops + 300, sizeof *in->argblk);
+        if (!in->staged || !in->host_of || !in->htmp || !in->argblk) {
+            kiln_vm_instance_free(in);
+            kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+            return NULL;
+        }
+    }
     in->hdr = calloc(ns, sizeof *in->hdr);
     in->lists = calloc(ns, sizeof *in->lists);
     in->held = calloc(ns, sizeof *in->held);
@@ -108,14 +157,15 @@ static vm_instance *instance_new(kiln_context *ctx, vm_code *c) {
     in->rebind = calloc(ns, sizeof *in->rebind);
     if (!in->arena || !in->hdr || !in->lists || !in->held || !in->bound || !in->tin || !in->bufs || !in->rebind) {
         kiln_vm_instance_free(in);
-        kiln_error(ctx, KILN_ERR_OOM, "out of memory: the VM arena of @%s needs %lld bytes", c->f->name,
-                   (long long)c->arena_bytes);
+        kiln_error(ctx, KILN_ERR_OOM, "out of memory: the VM arena of @%s needs %lld bytes%s%s", c->f->name,
+                   (long long)c->arena_bytes, p->be ? " on the GPU: " : "", p->be ? p->be->last_error() : "");
         return NULL;
     }
     for (int i = 0; i < c->n_slots; i++) {
         const vm_slot *s = &c->slots[i];
         kiln_tensor *h = &in->hdr[i];
         h->refcount = 1;
+        h->device = p->device;
         h->dtype = s->dtype;
         h->ndim = s->ndim;
         memcpy(h->shape, s->shape, sizeof(int64_t) * (size_t)s->ndim);
@@ -183,6 +233,27 @@ static kiln_status list_from_value(kiln_context *ctx, kiln_value v, const kiln_t
 }
 
 /* Binds the caller's value v of type t to the leaves starting at *k. */
+/* Binds tensor x to input leaf k: directly when it is on the program's device, else through a
+ * device copy made once and refreshed every run. */
+static kiln_status bind_tensor(vm_instance *in, kiln_tensor *x, int k, int param) {
+    kiln_program *p = in->prog;
+    kiln_context *ctx = p->ctx;
+    char a[32], b[32];
+    if (x->device.type == p->device.type && x->device.index == p->device.index) {
+        in->bound[k] = x;
+        return KILN_OK;
+    }
+    if (x->device.type != KILN_DEVICE_CPU)
+        return kiln_error(ctx, KILN_ERR_VALUE, "@%s: input %d is on %s but the program runs on %s", in->code->f->name, param,
+                          kiln_device_str(x->device, a, sizeof a), kiln_device_str(p->device, b, sizeof b));
+    if (!in->staged[k] && !(in->staged[k] = kiln_tensor_new_on(ctx, x->dtype, x->ndim, x->shape, p->device)))
+        return kiln_error_status(ctx);
+    if (kiln_tensor_copy_into(ctx, in->staged[k], x)) return kiln_error_status(ctx);
+    in->host_of[k] = x;
+    in->bound[k] = in->staged[k];
+    return KILN_OK;
+}
+
 static kiln_status bind_value(kiln_context *ctx, vm_instance *in, kiln_value v, const kiln_type *t, int *k, int param) {
     vm_code *c = in->code;
     char want[256], got[160];
@@ -197,15 +268,20 @@ static kiln_status bind_value(kiln_context *ctx, vm_instance *in, kiln_value v, 
         ok = v.kind == KILN_VALUE_TENSOR && v.tensor->dtype == t->dtype && v.tensor->ndim == t->ndim &&
              (!t->ndim || !memcmp(v.tensor->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim));
         if (!ok) goto mismatch;
-        in->bound[*k] = v.tensor;
+        if (in->prog->be || v.tensor->device.type != KILN_DEVICE_CPU) {
+            if (bind_tensor(in, v.tensor, *k, param)) return kiln_error_status(ctx);
+        } else in->bound[*k] = v.tensor;
         (*k)++;
         return KILN_OK;
     case KILN_TYPE_SCALAR: {
         void *d = in->hdr[c->in[*k]].data;
-        if (t->dtype == KILN_I64 && v.kind == KILN_VALUE_INT) *(int64_t *)d = v.i;
-        else if (t->dtype == KILN_F64 && v.kind == KILN_VALUE_FLOAT) *(double *)d = v.f;
-        else if (t->dtype == KILN_BOOL && v.kind == KILN_VALUE_BOOL) *(uint8_t *)d = v.b;
+        union { int64_t i; double f; uint8_t b; } x;
+        size_t n;
+        if (t->dtype == KILN_I64 && v.kind == KILN_VALUE_INT) x.i = v.i, n = 8;
+        else if (t->dtype == KILN_F64 && v.kind == KILN_VALUE_FLOAT) x.f = v.f, n = 8;
+        else if (t->dtype == KILN_BOOL && v.kind == KILN_VALUE_BOOL) x.b = v.b, n = 1;
         else goto mismatch;
+        if (dev_write(in->prog, d, &x, n)) return kiln_error_status(ctx);
         (*k)++;
         return KILN_OK;
     }
@@ -236,10 +312,17 @@ mismatch:
                       c->f->params[param]->name ? c->f->params[param]->name : "?", kiln_type_cstr(t, want, sizeof want), got);
 }
 
+/* A 0-d tensor's value (read from the device when it is there; a failed read gives none). */
 static kiln_value scalar_of(const kiln_tensor *h) {
-    if (h->dtype == KILN_I64) return kiln_value_int(*(int64_t *)h->data);
-    if (h->dtype == KILN_F64) return kiln_value_float(*(double *)h->data);
-    return kiln_value_bool(*(uint8_t *)h->data != 0);
+    union { int64_t i; double f; uint8_t b; } x = {0};
+    if (h->device.type != KILN_DEVICE_CPU) {
+        const kiln_backend *be = kiln_cuda_backend(NULL, 0);
+        if (!be || be->copy_d2h(h->device.index, &x, h->data, kiln_dtype_size(h->dtype)))
+            return (kiln_value){.kind = KILN_VALUE_NONE};
+    } else memcpy(&x, h->data, kiln_dtype_size(h->dtype));
+    if (h->dtype == KILN_I64) return kiln_value_int(x.i);
+    if (h->dtype == KILN_F64) return kiln_value_float(x.f);
+    return kiln_value_bool(x.b != 0);
 }
 
 /* The value of type t made from tensors items[*k...] (a list element). */
@@ -294,16 +377,22 @@ static kiln_value leaves_value(kiln_context *ctx, vm_instance *in, const kiln_ty
         return kiln_value_tensor(kiln_tensor_retain(in->bound[c->slots[s].input]));
     if (c->slots[s].kind == VM_SLOT_CONST) return kiln_value_tensor(kiln_tensor_retain(c->slots[s].constant));
     if (c->slots[s].kind == VM_SLOT_DYNAMIC && in->held[s]) return kiln_value_tensor(kiln_tensor_retain(in->held[s]));
-    kiln_tensor *o = kiln_tensor_new(ctx, h->dtype, h->ndim, h->shape);
+    kiln_tensor *o = kiln_tensor_new_on(ctx, h->dtype, h->ndim, h->shape, in->prog->device);
     if (!o) return (kiln_value){.kind = KILN_VALUE_NONE};
-    memcpy(o->data, h->data, (size_t)c->slots[s].bytes);
+    if (dev_copy(in->prog, o->data, h->data, (size_t)c->slots[s].bytes)) {
+        kiln_tensor_release(o);
+        return (kiln_value){.kind = KILN_VALUE_NONE};
+    }
     return kiln_value_tensor(o);
 }
 
 /* ---- instructions ------------------------------------------------------------------------ */
-static kiln_tensor *leaf_tensor(kiln_context *ctx, const kiln_tensor *h) {
-    kiln_tensor *t = kiln_tensor_new(ctx, h->dtype, h->ndim, h->shape);
-    if (t) memcpy(t->data, h->data, (size_t)h->numel * kiln_dtype_size(h->dtype));
+static kiln_tensor *leaf_tensor(vm_instance *in, const kiln_tensor *h) {
+    kiln_tensor *t = kiln_tensor_new_on(in->prog->ctx, h->dtype, h->ndim, h->shape, in->prog->device);
+    if (t && dev_copy(in->prog, t->data, h->data, (size_t)h->numel * kiln_dtype_size(h->dtype))) {
+        kiln_tensor_release(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -317,7 +406,7 @@ static kiln_status run_copy(vm_instance *in, const vm_instr *I, int pc) {
             else if (l) l->refcount++;
             set_list(in, to, l);
         } else if (in->hdr[to].data != in->hdr[from].data) {
-            memcpy(in->hdr[to].data, in->hdr[from].data, (size_t)c->slots[to].bytes);
+            if (dev_copy(in->prog, in->hdr[to].data, in->hdr[from].data, (size_t)c->slots[to].bytes)) return kiln_error_status(in->prog->ctx);
         }
     }
     return KILN_OK;
@@ -334,8 +423,8 @@ static kiln_status run_list(kiln_context *ctx, vm_instance *in, const vm_instr *
     vm_list *l = in->lists[I->in[0]];
     if (!l) return kiln_error(ctx, KILN_ERR_INTERNAL, "op '%s' at %s: the list is unset", kiln_op_info_get(I->node->op)->name, I->where);
     if (I->op == VM_LIST_LENGTH) {
-        *(int64_t *)in->hdr[I->out[0]].data = l->n;
-        return KILN_OK;
+        int64_t n = l->n;
+        return dev_write(in->prog, in->hdr[I->out[0]].data, &n, sizeof n);
     }
     if (I->op == VM_LIST_POP && l->n == 0)
         return kiln_error(ctx, KILN_ERR_VALUE, "op 'list_pop' at %s: the list is empty", I->where);
@@ -349,7 +438,7 @@ static kiln_status run_list(kiln_context *ctx, vm_instance *in, const vm_instr *
         for (int i = 0; i < l->width; i++) {
             int s = I->in[1 + i];
             kiln_tensor *t = in->held[s] && c->slots[s].kind == VM_SLOT_DYNAMIC ? kiln_tensor_retain(in->held[s])
-                                                                                : leaf_tensor(ctx, &in->hdr[s]);
+                                                                                : leaf_tensor(in, &in->hdr[s]);
             if (!t) {
                 for (int j = 0; j < i; j++) kiln_tensor_release(l->items[l->n * l->width + j]);
                 list_release(l);
@@ -386,10 +475,10 @@ static kiln_status store_value(kiln_context *ctx, vm_instance *in, kiln_value v,
         kiln_status s = list_from_value(ctx, v, t->elems[0], &l);
         if (s) return s == KILN_ERR_TYPE ? kiln_error(ctx, KILN_ERR_INTERNAL, "VM: a call returned a malformed list") : s;
         set_list(in, o, l);
-    } else if (v.kind == KILN_VALUE_TENSOR) memcpy(h->data, v.tensor->data, (size_t)in->code->slots[o].bytes);
-    else if (v.kind == KILN_VALUE_INT) *(int64_t *)h->data = v.i;
-    else if (v.kind == KILN_VALUE_FLOAT) *(double *)h->data = v.f;
-    else if (v.kind == KILN_VALUE_BOOL) *(uint8_t *)h->data = v.b;
+    } else if (v.kind == KILN_VALUE_TENSOR) return dev_copy(in->prog, h->data, v.tensor->data, (size_t)in->code->slots[o].bytes);
+    else if (v.kind == KILN_VALUE_INT) return dev_write(in->prog, h->data, &v.i, sizeof v.i);
+    else if (v.kind == KILN_VALUE_FLOAT) return dev_write(in->prog, h->data, &v.f, sizeof v.f);
+    else if (v.kind == KILN_VALUE_BOOL) return dev_write(in->prog, h->data, &v.b, 1);
     return KILN_OK;
 }
 
@@ -414,23 +503,55 @@ static kiln_status run_call(kiln_program *p, vm_instance *in, const vm_instr *I,
     return s;
 }
 
-kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_in, const kiln_value *args,
-                        kiln_value *out, int depth) {
+/* A kernel without a CUDA implementation in a CUDA program: its operands are copied to host
+ * tensors (made once per slot), the reference kernel runs there, the results go back. */
+static kiln_status run_on_host(vm_instance *in, const vm_instr *I) {
+    kiln_program *p = in->prog;
     kiln_context *ctx = p->ctx;
-    out->kind = KILN_VALUE_NONE;
-    if (depth > ctx->call_depth_limit)
-        return kiln_error(ctx, KILN_ERR_VALUE, "@%s: call depth exceeds %d (unbounded recursion?)", c->f->name, ctx->call_depth_limit);
-    if (n_in != c->f->n_params)
-        return kiln_error(ctx, KILN_ERR_VALUE, "@%s takes %d inputs, got %d", c->f->name, c->f->n_params, n_in);
-    if (!*instp && !(*instp = instance_new(ctx, c))) return kiln_error_status(ctx);
-    vm_instance *in = *instp;
-    int k = 0;
-    for (int i = 0; i < n_in; i++)
-        if (bind_value(ctx, in, args[i], c->f->params[i]->type, &k, i)) return kiln_error_status(ctx);
-    for (int i = 0; i < in->n_rebind; i++) {
-        int s = in->rebind[i];
-        in->hdr[s].data = in->bound[c->slots[c->slots[s].storage].input]->data;
+    int n = I->n_in + I->n_out;
+    for (int i = 0; i < n; i++) {
+        int s = i < I->n_in ? I->in[i] : I->out[i - I->n_in];
+        kiln_tensor *h = &in->hdr[s];
+        if (!in->htmp[s] && !(in->htmp[s] = kiln_tensor_new(ctx, h->dtype, h->ndim, h->shape))) return kiln_error_status(ctx);
+        in->tin[i] = in->htmp[s];
+        if (i < I->n_in && dev_read(p, in->htmp[s]->data, h->data, kiln_tensor_nbytes(h))) return kiln_error_status(ctx);
     }
+    kiln_kernel_args a = {ctx, I->node->op, I->node->attrs, I->n_in, in->tin, I->n_out, in->tin + I->n_in, I->where};
+    if (I->kernel(&a)) return kiln_error_status(ctx);
+    for (int i = I->n_in; i < n; i++)
+        if (dev_write(p, in->hdr[I->out[i - I->n_in]].data, in->tin[i]->data, kiln_tensor_nbytes(in->tin[i])))
+            return kiln_error_status(ctx);
+    return KILN_OK;
+}
+
+/* A generated kernel: a C call, or a CUDA launch whose one argument is bufs then params. */
+static kiln_status run_gen(vm_instance *in, const vm_instr *I) {
+    kiln_program *p = in->prog;
+    const kiln_gen_kernel *g = &p->gens[I->gen];
+    if (!p->be) {
+        for (int i = 0; i < I->n_in; i++) in->bufs[i] = in->hdr[I->in[i]].data;
+        for (int i = 0; i < I->n_out; i++) in->bufs[I->n_in + i] = in->hdr[I->out[i]].data;
+        p->gen_fns[I->gen](in->bufs, g->params);
+        return KILN_OK;
+    }
+    int nb = I->n_in + I->n_out;
+    char **bufs = (char **)in->argblk;
+    for (int i = 0; i < I->n_in; i++) bufs[i] = in->hdr[I->in[i]].data;
+    for (int i = 0; i < I->n_out; i++) bufs[I->n_in + i] = in->hdr[I->out[i]].data;
+    if (!nb) bufs[nb] = NULL;
+    int64_t *params = in->argblk + (nb ? nb : 1);
+    memcpy(params, g->params, sizeof *params * (size_t)g->n_params);
+    if (!g->n_params) params[0] = 0;
+    void *args[1] = {in->argblk};
+    if (p->be->launch(p->device.index, p->gen_cuda[I->gen], g->grid, g->block, g->shared_bytes, args))
+        return kiln_error(p->ctx, KILN_ERR_UNSUPPORTED, "VM on cuda:%d: launching kernel @%s: %s", p->device.index,
+                          p->gen_funcs[I->gen]->name, p->be->last_error());
+    return KILN_OK;
+}
+
+/* Runs c's instructions in order (jumps for control flow). */
+static kiln_status run_instructions(kiln_program *p, vm_code *c, vm_instance *in, int depth) {
+    kiln_context *ctx = p->ctx;
     kiln_status st = KILN_OK;
     double *prof = c == p->main ? p->profile_ns : NULL; /* KILN_PROFILE: ns per instruction */
     if (prof && p->profile_runs++ == 1) /* the first run warms up (library setup, page faults): not counted */
@@ -440,29 +561,32 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
         if (prof) prof[pc] -= now_ns();
         switch (I->op) {
         case VM_KERNEL: {
+            if (I->host) {
+                st = run_on_host(in, I);
+                break;
+            }
             for (int i = 0; i < I->n_in; i++) in->tin[i] = &in->hdr[I->in[i]];
             for (int i = 0; i < I->n_out; i++) in->tin[I->n_in + i] = &in->hdr[I->out[i]];
             kiln_kernel_args a = {ctx, I->node->op, I->node->attrs, I->n_in, in->tin, I->n_out, in->tin + I->n_in, I->where};
             st = I->kernel(&a);
             break;
         }
-        case VM_GEN:
-            for (int i = 0; i < I->n_in; i++) in->bufs[i] = in->hdr[I->in[i]].data;
-            for (int i = 0; i < I->n_out; i++) in->bufs[I->n_in + i] = in->hdr[I->out[i]].data;
-            p->gen_fns[I->gen](in->bufs, p->gens[I->gen].params);
-            break;
+        case VM_GEN: st = run_gen(in, I); break;
         case VM_COPY: st = run_copy(in, I, pc); break;
         case VM_JUMP:
             if (prof) prof[pc] += now_ns();
             pc = I->target;
             continue;
-        case VM_JUMP_UNLESS:
-            if (!*(const uint8_t *)in->hdr[I->in[0]].data) {
+        case VM_JUMP_UNLESS: {
+            uint8_t cond = 0;
+            if ((st = dev_read(p, &cond, in->hdr[I->in[0]].data, 1))) break;
+            if (!cond) {
                 if (prof) prof[pc] += now_ns();
                 pc = I->target;
                 continue;
             }
             break;
+        }
         case VM_LIST_NEW:
         case VM_LIST_PUSH:
         case VM_LIST_POP:
@@ -470,21 +594,79 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
         case VM_CALL: st = run_call(p, in, I, depth); break;
         default: st = kiln_error(ctx, KILN_ERR_INTERNAL, "VM: bad instruction %d", (int)I->op);
         }
+        if (prof && p->be && !st && p->be->synchronize(p->device.index)) st = dev_fail(p, "synchronize");
         if (prof) prof[pc] += now_ns();
         pc++;
     }
+    return st;
+}
+
+/* The main code of a CUDA program with cuda_graph: the first run executes, the second captures
+ * a graph and launches it, later runs launch it again while the inputs' buffers are the ones it
+ * was captured with (otherwise it is captured anew). */
+static kiln_status run_main_graph(kiln_program *p, vm_code *c, vm_instance *in) {
+    const kiln_backend *be = p->be;
+    int dev = p->device.index;
+    bool same = p->graph != NULL;
+    for (int i = 0; same && i < c->n_in; i++) same = p->graph_inputs[i] == (in->bound[i] ? in->bound[i]->data : NULL);
+    if (!same) {
+        if (p->graph) be->graph_free(p->graph);
+        p->graph = NULL;
+        if (be->graph_begin(dev)) return dev_fail(p, "beginning a CUDA graph capture");
+        kiln_status st = run_instructions(p, c, in, 0);
+        kiln_backend_graph *g = NULL;
+        int rc = be->graph_end(dev, &g);
+        if (st) {
+            if (g) be->graph_free(g);
+            return st;
+        }
+        if (rc || !g) return dev_fail(p, "capturing the step as a CUDA graph");
+        p->graph = g;
+        for (int i = 0; i < c->n_in; i++) p->graph_inputs[i] = in->bound[i] ? in->bound[i]->data : NULL;
+    }
+    if (be->graph_launch(dev, p->graph)) return dev_fail(p, "launching the CUDA graph");
+    return KILN_OK;
+}
+
+kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_in, const kiln_value *args,
+                        kiln_value *out, int depth) {
+    kiln_context *ctx = p->ctx;
+    out->kind = KILN_VALUE_NONE;
+    if (depth > ctx->call_depth_limit)
+        return kiln_error(ctx, KILN_ERR_VALUE, "@%s: call depth exceeds %d (unbounded recursion?)", c->f->name, ctx->call_depth_limit);
+    if (n_in != c->f->n_params)
+        return kiln_error(ctx, KILN_ERR_VALUE, "@%s takes %d inputs, got %d", c->f->name, c->f->n_params, n_in);
+    if (!*instp && !(*instp = instance_new(p, c))) return kiln_error_status(ctx);
+    vm_instance *in = *instp;
+    const kiln_cuda_exec exec = {p->be, p->device.index, p->pc.cache_dir, p->pc.debug};
+    const kiln_cuda_exec *outer = kiln_cuda_exec_get();
+    if (p->be) kiln_cuda_exec_set(&exec);
+    int k = 0;
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < n_in && !st; i++) st = bind_value(ctx, in, args[i], c->f->params[i]->type, &k, i);
+    for (int i = 0; i < in->n_rebind && !st; i++) {
+        int s = in->rebind[i];
+        in->hdr[s].data = in->bound[c->slots[c->slots[s].storage].input]->data;
+    }
+    bool main = c == p->main;
     if (!st) {
-        /* outputs donated to inputs but not planned into them are copied there now */
+        if (main && p->cuda_graph && p->graph_ok && p->runs >= 1) st = run_main_graph(p, c, in);
+        else st = run_instructions(p, c, in, depth);
+    }
+    if (main && !st) p->runs++;
+    if (!st) {
+        /* outputs donated to inputs but not planned into them are copied there now; inputs
+         * that came from the host get their new values back */
         kiln_tensor *donated_to[256] = {0};
-        bool main = c == p->main;
-        for (int d = 0; main && d < p->n_donate; d++) {
+        for (int d = 0; main && d < p->n_donate && !st; d++) {
             int j = p->donate[d][0], i = p->donate[d][1];
-            if (j < 256) donated_to[j] = in->bound[i];
-            if (!p->donate_placed[d]) memcpy(in->bound[i]->data, in->hdr[c->out[j]].data, (size_t)c->slots[c->out[j]].bytes);
+            if (!p->donate_placed[d]) st = dev_copy(p, in->bound[i]->data, in->hdr[c->out[j]].data, (size_t)c->slots[c->out[j]].bytes);
+            if (!st && p->be && in->host_of[i]) st = kiln_tensor_copy_into(ctx, in->host_of[i], in->bound[i]);
+            if (j < 256) donated_to[j] = p->be && in->host_of[i] ? in->host_of[i] : in->bound[i];
         }
         int leaf = 0;
-        *out = leaves_value(ctx, in, c->f->ret, c->out, &leaf, true, main && p->n_donate ? donated_to : NULL);
-        if (out->kind == KILN_VALUE_NONE) st = kiln_error_status(ctx) ? kiln_error_status(ctx) : kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+        if (!st) *out = leaves_value(ctx, in, c->f->ret, c->out, &leaf, true, main && p->n_donate ? donated_to : NULL);
+        if (!st && out->kind == KILN_VALUE_NONE) st = kiln_error_status(ctx) ? kiln_error_status(ctx) : kiln_error(ctx, KILN_ERR_OOM, "out of memory");
     }
     for (int i = 0; i < c->n_slots; i++) { /* lists and popped values are per run */
         if (in->lists[i]) set_list(in, i, NULL);
@@ -493,7 +675,11 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
             in->held[i] = NULL;
         }
     }
-    for (int i = 0; i < c->n_in; i++) in->bound[i] = NULL;
+    for (int i = 0; i < c->n_in; i++) {
+        in->bound[i] = NULL;
+        if (in->host_of) in->host_of[i] = NULL;
+    }
+    if (p->be) kiln_cuda_exec_set(outer);
     return st;
 }
 

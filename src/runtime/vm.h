@@ -4,6 +4,7 @@
 #ifndef KILN_VM_H
 #define KILN_VM_H
 
+#include "backend/backend.h"
 #include "codegen/codegen.h"
 #include "compiler/compiler.h"
 
@@ -54,6 +55,7 @@ typedef struct vm_instr {
     int target;              /* JUMP, JUMP_UNLESS */
     vm_code *callee;         /* CALL */
     int loop;                /* innermost enclosing while loop (index into loops) or -1 */
+    bool host;               /* KERNEL in a CUDA program: the reference kernel on host copies */
 } vm_instr;
 
 typedef struct vm_loop { int start, end, parent; } vm_loop;
@@ -94,6 +96,18 @@ struct kiln_program {
     int (*donate)[2];          /* {output leaf, input leaf} */
     bool *donate_placed;       /* per pair: the output was planned into the input's buffer */
     vm_instance *inst;         /* the main instance, made at the first run */
+    /* The device the program runs on. On CUDA the arena, constants and staged inputs live in
+     * device memory; generated kernels are one NVRTC module; ops without a CUDA kernel run on
+     * the host through copies (instructions with `host` set). */
+    kiln_device device;
+    const kiln_backend *be;            /* CUDA: the backend; NULL on the CPU */
+    kiln_backend_module *cuda_module;  /* CUDA: the generated kernels */
+    kiln_backend_fn *gen_cuda;         /* CUDA: per generated kernel, its function */
+    bool cuda_graph;                   /* capture the main code as a CUDA graph (options) */
+    bool graph_ok;                     /* the main code can be captured (no host work inside) */
+    kiln_backend_graph *graph;         /* captured at the second run */
+    void **graph_inputs;               /* the input buffers the graph was captured with */
+    int64_t runs;
     int64_t *live_bytes, *high_water; /* analysis, per main instruction */
     double *profile_ns;        /* KILN_PROFILE=1: time per main instruction, printed at free */
     int64_t profile_runs;

@@ -337,6 +337,7 @@ static kiln_status build_node(builder *b, const kiln_node *n) {
     }
     if ((at = emit(b, VM_KERNEL, n, n_in, in, n_out, out)) < 0) return kiln_error_status(b->ctx);
     c->instr[at].kernel = n->impl ? n->impl->kernel : info->kernel;
+    c->instr[at].host = b->p->be && !n->impl; /* CUDA: no CUDA kernel, the reference one on host copies */
     return KILN_OK;
 }
 

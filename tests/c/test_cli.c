@@ -260,13 +260,14 @@ TEST(cli_run_errors) {
 TEST(cli_compile_analyze_and_run_on_the_vm) {
     if (!cli_path()) return;
     kiln_context *ctx = kiln_context_new();
-    CHECK_CLI(0, "program @main: ", NULL, "compile", MODEL);
+    CHECK_CLI(0, "program @main on cpu: ", NULL, "compile", MODEL);
     CHECK_CLI(0, "= dense(%x, %w, %b)  # blas", NULL, "compile", MODEL, "--dialects", "blas,c");
     CHECK_CLI(0, "kernel @main.k0(", NULL, "compile", MODEL, "--dialects", "c");
     CHECK_CLI(0, "peak memory     ", NULL, "analyze", MODEL);
     CHECK_CLI(0, " instr     live bytes     high water\n", NULL, "analyze", MODEL, "--trace", "-O", "0");
     CHECK_CLI(2, NULL, "kiln: -O takes 0, 1 or 2, not '7'", "analyze", MODEL, "-O", "7");
-    CHECK_CLI(1, NULL, "kiln: unknown dialect 'cuda'", "compile", MODEL, "--dialects", "cuda");
+    CHECK_CLI(1, NULL, "kiln: unknown dialect 'tpu'", "compile", MODEL, "--dialects", "tpu");
+    CHECK_CLI(1, NULL, "kiln: dialect 'cuda' runs on CUDA; this program runs on the CPU", "compile", MODEL, "--dialects", "cuda");
     CHECK_CLI(1, NULL, "no function @nope", "analyze", MODEL, "-f", "nope");
     char dir[64], prefix[256];
     CHECK(make_dir(dir));

@@ -119,7 +119,8 @@ static void refused(int line, kiln_dialect_id d, const char *params, const char 
 TEST(dialect_names_and_reasons) {
     CHECK_STR(kiln_dialect_name(KILN_DIALECT_BLAS), "blas");
     CHECK_INT(kiln_dialect_from_name("dnnl", 4), KILN_DIALECT_DNNL);
-    CHECK_INT(kiln_dialect_from_name("cuda", 4), -1);
+    CHECK_INT(kiln_dialect_from_name("cuda", 4), KILN_DIALECT_CUDA);
+    CHECK_INT(kiln_dialect_from_name("tpu", 3), -1);
     CHECK(kiln_dialect_available(KILN_DIALECT_C, NULL, 0));
     for (int d = KILN_DIALECT_BLAS; d < KILN_DIALECT_COUNT; d++) {
         char why[256] = "";

@@ -219,8 +219,8 @@ TEST(vm_errors) {
     kiln_function *f = kiln_module_function(m, "f");
     kiln_compile_options o = kiln_compile_defaults();
     kiln_program *p;
-    o.dialects = "c,cuda";
-    CHECK_ERR(ctx, kiln_compile(f, &o, &p), KILN_ERR_VALUE, "unknown dialect 'cuda'");
+    o.dialects = "c,tpu";
+    CHECK_ERR(ctx, kiln_compile(f, &o, &p), KILN_ERR_VALUE, "unknown dialect 'tpu'");
     o.dialects = "c";
     o.n_donate = 1;
     o.donate = (const int[][2]){{0, 3}};

@@ -364,6 +364,14 @@ case("gather_nd", lambda x, i: kiln.gather_nd(x, i), lambda x, i: x[i[:, 0], i[:
      np.array([[0, 1], [2, 3], [0, 1]]), id="repeated")
 case("cumsum", lambda x: kiln.cumsum(x, 1, reverse=True), lambda x: t_cumsum(x, 1, False, True), rn(2, 4, 3), id="mid")
 case("softmax", lambda x: kiln.softmax(x, 1), lambda x: torch.softmax(x, 1), rn(2, 3, 2, 2), id="4d")
+case("attention", kiln.attention, F.scaled_dot_product_attention, rn(2, 5, 8), rn(2, 7, 8), rn(2, 7, 4))
+case("attention", lambda q, k, v: kiln.attention(q, k, v, causal=True, scale=0.3),
+     lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3), rn(2, 2, 6, 4), rn(2, 2, 5, 4),
+     rn(2, 2, 5, 4), id="causal")
+case("attention_forward", lambda q, k, v: kiln.attention_forward(q, k, v, causal=True),  # (out, log-sum-exp)
+     lambda q, k, v: (F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                      torch.logsumexp((q @ k.mT / 2).masked_fill(torch.ones(4, 5, dtype=torch.bool).triu(1), float("-inf")), -1)),
+     rn(3, 4, 4), rn(3, 5, 4), rn(3, 5, 2), id="lse")
 case("layer_norm", lambda x, g: kiln.layer_norm(x, g, axis=0), lambda x, g: F.layer_norm(x, (3, 4), g), rn(3, 4),
      rn(3, 4), id="axis0")
 case("l2norm", lambda x: kiln.l2norm(x, 1, True), lambda x: torch.linalg.vector_norm(x, dim=1, keepdim=True),

@@ -637,6 +637,32 @@ def test_adaptive_max_pool2d(rng, dt):
                                       _on_float(lambda x: F.adaptive_max_pool2d(x, c[1])), [rand(rng, c[0], dt)]))
 
 
+# ---- attention (more shapes and the backward: tests/python/test_attention.py) -----------------
+COVERED.update(("attention", "attention_forward"))
+
+
+def t_attention_forward(q, k, v, causal):
+    """torch's attention and the rows' log-sum-exp of its scaled scores (attention_forward's results)."""
+    s = (q.double() @ k.double().mT) / q.shape[-1] ** 0.5
+    if causal:
+        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal), torch.logsumexp(s, -1).to(q.dtype)
+
+
+@pytest.mark.parametrize("dt", FLOATS)
+def test_attention(rng, dt):
+    shapes = [((2, 5, 8), (2, 7, 8), (2, 7, 4)), ((6, 4), (5, 4), (5, 4)), ((1, 2, 3, 16), (1, 2, 9, 16), (1, 2, 9, 16))]
+    each([(s, c) for s in shapes for c in (False, True)], lambda sc: vs_torch(
+        lambda q, k, v: kiln.attention(q, k, v, causal=sc[1]),
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=sc[1]), [rand(rng, s, dt) for s in sc[0]]))
+    if dt in (F32, F64):
+        ins = [rand(rng, s, dt) for s in shapes[0]]
+        out, lse = kiln.attention_forward(*[a.kiln() for a in ins], causal=True)
+        ref, ref_lse = t_attention_forward(*[a.torch() for a in ins], True)
+        check(out, ref, dt)
+        check(lse, ref_lse, dt)
+
+
 # ---- normalisation, softmax, losses -----------------------------------------------------------
 COVERED.update(("batch_norm_train", "batch_norm_infer", "layer_norm", "softmax", "log_softmax"))
 

@@ -2,7 +2,8 @@
 [3E, E] xavier_uniform, in_proj_bias [3E] zeros, out_proj Linear with a zero bias), so torch's
 state_dict copies over. Masks follow torch: a bool mask is True where attention is NOT allowed, a
 float mask is added to the scores; is_causal=True alone builds the causal mask (torch also needs
-attn_mask then; kiln uses attn_mask when both are given)."""
+attn_mask then; kiln uses attn_mask when both are given). Without masks other than is_causal,
+without weights and without dropout, the fused attention op computes it (no [L, S] scores)."""
 import math
 
 import numpy as np
@@ -69,6 +70,10 @@ class MultiheadAttention(Model):
         src = key.shape[1]
         q, k, v = self._project(query, key, value)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        dropping = self.training and self.dropout > 0.0
+        if attn_mask is None and key_padding_mask is None and not need_weights and not dropping:
+            out = ops.attention(q, k, v, causal=is_causal)  # the fused op: [B, H, L, D]
+            return self._merge(out, bsz, tgt), None
         scores = ops.matmul(q * (1.0 / math.sqrt(self.head_dim)), k, transpose_b=True)  # [B, H, L, S]
         attn_mask, key_padding_mask = _as_tensor(attn_mask), _as_tensor(key_padding_mask)
         if attn_mask is not None:
@@ -82,16 +87,18 @@ class MultiheadAttention(Model):
         if key_padding_mask is not None:
             scores = _apply_mask(scores, ops.reshape(key_padding_mask, (bsz, 1, 1, src)))
         probs = ops.softmax(scores, axis=-1)
-        if self.training and self.dropout > 0.0:
+        if dropping:
             probs = ops.dropout(probs, self.next_key(), self.dropout)
-        out = ops.matmul(probs, v)  # [B, H, L, D]
-        out = self.out_proj(ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (bsz, tgt, self.embed_dim)))
-        if not self.batch_first:
-            out = ops.swapaxes(out, 0, 1)
+        out = self._merge(ops.matmul(probs, v), bsz, tgt)  # from [B, H, L, D]
         weights = None
         if need_weights:
             weights = ops.mean(probs, axis=1) if average_attn_weights else probs
         return out, weights
+
+    def _merge(self, out, bsz, tgt):
+        """[B, H, L, D] -> out_proj of [B, L, E] ([L, B, E] unless batch_first)."""
+        out = self.out_proj(ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (bsz, tgt, self.embed_dim)))
+        return out if self.batch_first else ops.swapaxes(out, 0, 1)
 
     def extra_repr(self):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
