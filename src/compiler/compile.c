@@ -167,6 +167,7 @@ kiln_status kiln_compile(kiln_function *f, const kiln_compile_options *opt, kiln
     if (p->device.type == KILN_DEVICE_CUDA) {
         p->be = kiln_cuda_backend(NULL, 0);
         p->cuda_graph = o.cuda_graph;
+        p->pc.cuda = true;
     }
     if (parse_dialects(&p->pc, o.dialects, p->be != NULL)) goto fail;
     if (o.n_donate > 0) {

@@ -16,6 +16,7 @@ typedef struct kiln_pass_ctx {
     kiln_dialect_id dialects[KILN_DIALECT_COUNT];
     const char *cache_dir;    /* generated-kernel cache directory */
     int n_kernels;            /* fusion: kernel functions made so far (for names) */
+    bool cuda;                /* compiling for a CUDA device */
 } kiln_pass_ctx;
 
 /* A pass transforms function f (and may add functions to pc->module). Returns KILN_OK or an

@@ -48,7 +48,9 @@ const int kiln_n_passes = (int)(sizeof kiln_passes / sizeof kiln_passes[0]);
 kiln_status kiln_passes_run(kiln_pass_ctx *pc, kiln_function *f) {
     for (int i = 0; i < kiln_n_passes; i++) {
         const kiln_pass *p = &kiln_passes[i];
-        if (pc->opt_level < p->min_opt_level) continue;
+        /* on CUDA, generated kernels are the only implementation of elementwise ops and
+         * reductions: fusion runs at every level */
+        if (pc->opt_level < p->min_opt_level && !(pc->cuda && p->run == kiln_pass_fuse)) continue;
         if (p->run(pc, f)) {
             const char *msg = kiln_error_message(pc->ctx);
             char copy[KILN_ERROR_MAX];

@@ -151,7 +151,7 @@ static kiln_status gather_view(kiln_kernel_args *a, const kiln_cuda_exec *e, kil
     const kiln_cuda_exec *e = kiln_cuda_exec_for(a);                        \
     if (!e) return kiln_error_status((a)->ctx)
 
-/* ---- reshape family, transpose, broadcast_to, reverse ------------------------------------------ */
+/* ---- reshape family, transpose, reverse (broadcast_to is generated code) ------------------------------------------ */
 /* reshape, expand_dims, squeeze: the row-major data as is. */
 static kiln_status cuda_reshape(kiln_kernel_args *a) {
     EXEC(a, e);
@@ -168,14 +168,6 @@ static kiln_status cuda_transpose(kiln_kernel_args *a) {
     kiln_contig_strides(x->ndim, x->shape, cs);
     for (int i = 0; i < x->ndim; i++) sstr[i] = cs[axes->set ? kiln_norm_axis(axes->ints[i], x->ndim) : x->ndim - 1 - i];
     return gather_view(a, e, a->out[0], x, x->ndim, a->out[0]->shape, 0, sstr);
-}
-
-static kiln_status cuda_broadcast_to(kiln_kernel_args *a) {
-    EXEC(a, e);
-    const kiln_tensor *x = a->in[0], *y = a->out[0];
-    int64_t sstr[KILN_MAX_DIMS];
-    kiln_broadcast_strides(x->ndim, x->shape, y->ndim, y->shape, sstr);
-    return gather_view(a, e, a->out[0], x, y->ndim, y->shape, 0, sstr);
 }
 
 /* A flipped dim starts at its last element and walks back. */
@@ -581,7 +573,6 @@ IMPL(reshape_impl, RESHAPE, cuda_reshape)
 IMPL(expand_dims_impl, EXPAND_DIMS, cuda_reshape)
 IMPL(squeeze_impl, SQUEEZE, cuda_reshape)
 IMPL(transpose_impl, TRANSPOSE, cuda_transpose)
-IMPL(broadcast_to_impl, BROADCAST_TO, cuda_broadcast_to)
 IMPL(reverse_impl, REVERSE, cuda_reverse)
 IMPL(strided_slice_impl, STRIDED_SLICE, cuda_strided_slice)
 IMPL(strided_slice_backward_impl, STRIDED_SLICE_BACKWARD, cuda_strided_slice_backward)
@@ -607,7 +598,7 @@ IMPL(argmin_impl, ARGMIN, cuda_argreduce)
 #undef IMPL
 
 const kiln_dialect_impl *const kiln_cuda_impls[] = {
-    &reshape_impl, &expand_dims_impl, &squeeze_impl, &transpose_impl, &broadcast_to_impl, &reverse_impl,
+    &reshape_impl, &expand_dims_impl, &squeeze_impl, &transpose_impl, &reverse_impl,
     &strided_slice_impl, &strided_slice_backward_impl, &concatenate_impl, &split_impl, &tile_impl, &repeat_impl,
     &pad_impl, &pad_backward_impl, &take_impl, &take_backward_impl, &gather_impl, &scatter_impl, &gather_nd_impl,
     &gather_nd_backward_impl, &one_hot_impl, &full_impl, &arange_impl, &nll_loss_impl, &cumsum_impl, &argmax_impl,

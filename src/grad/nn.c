@@ -98,9 +98,10 @@ kiln_status kiln_grad_pool2d(kiln_builder *b, const kiln_node *n, kiln_var *cons
 
 /* ---- nll_loss ----------------------------------------------------------------------------- */
 /* loss[k] = -logp[k, target[k]] (class axis 1, or 0 for a [C] input) where target[k] is not
- * ignore_index. dlogp = one_hot(target) * w expanded along the class axis, w = -dy * keep
- * (keep: 1 where not ignored), divided by the kept count for "mean". one_hot gives a zero row
- * for an out-of-range ignore_index; keep zeroes an in-range one. */
+ * ignore_index. dlogp = where(target == class, w, 0) along the class axis, w = -dy * keep
+ * (keep: 1 where not ignored), divided by the kept count for "mean". The comparison with
+ * arange(C) (not one_hot) keeps the gradient elementwise, so it fuses with the softmax's; an
+ * out-of-range ignore_index matches no class, keep zeroes an in-range one. */
 kiln_status kiln_grad_nll_loss(kiln_builder *b, const kiln_node *n, kiln_var *const *in, kiln_var *y, kiln_var *dy, kiln_var **din) {
     const kiln_type *lt = in[0]->type;
     const char *dt = kiln_dtype_name(lt->dtype), *red = kiln_attr_str(n->op, n->attrs, "reduction");
@@ -113,7 +114,17 @@ kiln_status kiln_grad_nll_loss(kiln_builder *b, const kiln_node *n, kiln_var *co
     if (!strcmp(red, "mean")) g = kiln_build2(b, KILN_OP_DIVIDE, g, kiln_build1(b, KILN_OP_SUM, keep));
     kiln_var *w = kiln_build2(b, KILN_OP_MULTIPLY, g, keep);
     w = kiln_build(b, KILN_OP_EXPAND_DIMS, 1, &w, "axis=%d", cd);
-    kiln_var *hot = kiln_build(b, KILN_OP_ONE_HOT, 1, &target, "depth=%lld, axis=%d, dtype=%s", (long long)lt->shape[cd], cd, dt);
-    din[0] = kiln_build2(b, KILN_OP_MULTIPLY, hot, w);
+    kiln_var *classes = kiln_build(b, KILN_OP_ARANGE, 0, NULL, "stop=%lld, dtype=%s", (long long)lt->shape[cd],
+                                   kiln_dtype_name(target->type->dtype));
+    if (cd == 1 && lt->ndim > 2) { /* [C, 1, ...]: the class axis before the spatial ones */
+        char shape[160];
+        int len = snprintf(shape, sizeof shape, "shape=[%lld", (long long)lt->shape[cd]);
+        for (int d = 2; d < lt->ndim && len < (int)sizeof shape - 8; d++) len += snprintf(shape + len, sizeof shape - (size_t)len, ", 1");
+        snprintf(shape + len, sizeof shape - (size_t)len, "]");
+        classes = kiln_build(b, KILN_OP_RESHAPE, 1, &classes, "%s", shape);
+    }
+    kiln_var *t = kiln_build(b, KILN_OP_EXPAND_DIMS, 1, &target, "axis=%d", cd);
+    kiln_var *hot = kiln_build2(b, KILN_OP_EQUAL, t, classes);
+    din[0] = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){hot, w, kiln_build_float(b, 0.0)}, NULL);
     return grad_done(b, din, 1);
 }

@@ -141,10 +141,11 @@ static kiln_status run_region(frame *fr, kiln_region *r, kiln_value *out);
 
 /* A tuple of the values of vars (kept out of line: its array must not sit on the recursive path). */
 __attribute__((noinline)) static kiln_status make_tuple(frame *fr, int n, kiln_var *const *vars, kiln_value *out) {
-    kiln_value items[256];
-    if (n > 256) return kiln_error(fr->ctx, KILN_ERR_UNSUPPORTED, "a tuple of more than 256 values");
+    kiln_value small[16], *items = KILN_SCRATCH(small, n);
+    if (!items) return kiln_error(fr->ctx, KILN_ERR_OOM, "out of memory");
     for (int i = 0; i < n; i++) items[i] = lookup(fr, vars[i]);
     *out = kiln_value_tuple(fr->ctx, n, items);
+    kiln_scratch_free(items, small);
     return out->kind == KILN_VALUE_NONE ? KILN_ERR_OOM : KILN_OK;
 }
 
@@ -207,12 +208,10 @@ static kiln_status expand(kiln_node *n) {
     snprintf(name, sizeof name, "%s.expansion", info->name);
     kiln_function *g = kiln_function_detached(m, name);
     if (!g) return kiln_error_status(m->ctx);
-    kiln_var *params[256];
-    if (n->n_in > 256) return kiln_error(m->ctx, KILN_ERR_UNSUPPORTED, "more than 256 inputs");
     for (int i = 0; i < n->n_in; i++)
-        if (!(params[i] = kiln_function_param(g, NULL, (kiln_type *)n->in[i]->type))) return kiln_error_status(m->ctx);
+        if (!kiln_function_param(g, NULL, (kiln_type *)n->in[i]->type)) return kiln_error_status(m->ctx);
     kiln_builder bl = {g->body, NULL, n->line, n->col};
-    kiln_var *r = info->decompose(&bl, n, params);
+    kiln_var *r = info->decompose(&bl, n, g->params);
     if (!r) return kiln_error_status(m->ctx) ? kiln_error_status(m->ctx)
                                               : kiln_error(m->ctx, KILN_ERR_INTERNAL, "op '%s' at %s: decomposition failed",
                                                            info->name, kiln_node_where(n, where, sizeof where));
@@ -252,15 +251,22 @@ static kiln_value output_value(const kiln_type *t, kiln_tensor *o) {
     return kiln_value_tensor(o);
 }
 
+/* Inputs (variadic: concatenate) and outputs (split: a part each) can be many: scratch arrays. */
 __attribute__((noinline)) static kiln_status run_kernel(frame *fr, kiln_node *n, kiln_value *out) {
     const kiln_op_info *info = kiln_op_info_get(n->op);
     kiln_context *ctx = fr->ctx;
     char where[256];
-    kiln_tensor *ins[256], *outs[64];
-    bool owned[256];
-    if (n->n_in > 256) return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "more than 256 inputs");
+    const kiln_type *ot = n->out->type;
+    int max_out = ot->kind == KILN_TYPE_TUPLE ? ot->n_elems : 1;
+    kiln_tensor *ins_s[8], *outs_s[8], **ins = KILN_SCRATCH(ins_s, n->n_in), **outs = KILN_SCRATCH(outs_s, max_out);
+    bool owned_s[8], *owned = KILN_SCRATCH(owned_s, n->n_in);
+    kiln_value items_s[8], *items = KILN_SCRATCH(items_s, max_out);
     kiln_status s = KILN_OK;
     int n_made = 0;
+    if (!ins || !outs || !owned || !items) {
+        s = kiln_error(ctx, KILN_ERR_OOM, "out of memory running op '%s'", info->name);
+        goto done;
+    }
     for (int i = 0; i < n->n_in; i++, n_made++) {
         kiln_value v = lookup(fr, n->in[i]);
         owned[i] = v.kind != KILN_VALUE_TENSOR;
@@ -270,7 +276,7 @@ __attribute__((noinline)) static kiln_status run_kernel(frame *fr, kiln_node *n,
             goto done;
         }
     }
-    int n_out = alloc_outputs(ctx, n->out->type, outs, (int)KILN_COUNTOF(outs));
+    int n_out = alloc_outputs(ctx, n->out->type, outs, max_out);
     if (n_out < 0) {
         s = kiln_error_status(ctx) ? kiln_error_status(ctx) : kiln_error(ctx, KILN_ERR_UNSUPPORTED, "op '%s': too many outputs", info->name);
         goto done;
@@ -282,7 +288,6 @@ __attribute__((noinline)) static kiln_status run_kernel(frame *fr, kiln_node *n,
         goto done;
     }
     if (n->out->type->kind == KILN_TYPE_TUPLE) {
-        kiln_value items[64];
         for (int i = 0; i < n_out; i++) items[i] = output_value(n->out->type->elems[i], outs[i]);
         *out = kiln_value_tuple(ctx, n_out, items);
         for (int i = 0; i < n_out; i++) kiln_value_release(items[i]);
@@ -293,6 +298,10 @@ __attribute__((noinline)) static kiln_status run_kernel(frame *fr, kiln_node *n,
 done:
     for (int i = 0; i < n_made; i++)
         if (owned[i]) kiln_tensor_release(ins[i]);
+    kiln_scratch_free(ins, ins_s);
+    kiln_scratch_free(outs, outs_s);
+    kiln_scratch_free(owned, owned_s);
+    kiln_scratch_free(items, items_s);
     return s;
 }
 
@@ -434,12 +443,16 @@ static const kiln_type *value_type(kiln_arena *a, kiln_value v) {
     case KILN_VALUE_INT: return kiln_type_scalar(a, KILN_I64);
     case KILN_VALUE_FLOAT: return kiln_type_scalar(a, KILN_F64);
     case KILN_VALUE_BOOL: return kiln_type_scalar(a, KILN_BOOL);
-    case KILN_VALUE_TUPLE: {
-        const kiln_type *ts[256];
-        if (v.tuple->n > 256) return NULL;
+    case KILN_VALUE_TUPLE: { /* elements in the arena: no array on the recursive path */
+        kiln_type *t = kiln_arena_alloc(a, sizeof *t);
+        const kiln_type **ts = kiln_arena_alloc(a, sizeof *ts * (size_t)(v.tuple->n ? v.tuple->n : 1));
+        if (!t || !ts || v.tuple->n > KILN_MAX_VALUES) return NULL;
         for (int i = 0; i < v.tuple->n; i++)
             if (!(ts[i] = value_type(a, v.tuple->items[i]))) return NULL;
-        return kiln_type_tuple_a(a, v.tuple->n, ts);
+        t->kind = KILN_TYPE_TUPLE;
+        t->n_elems = v.tuple->n;
+        t->elems = ts;
+        return t;
     }
     default: return NULL;
     }
@@ -450,15 +463,14 @@ kiln_status kiln_op_run(kiln_context *ctx, const char *op, int n_in, const kiln_
     out->kind = KILN_VALUE_NONE;
     char what[120];
     snprintf(what, sizeof what, "op '%s'", op ? op : "?");
-    if (n_in > 0 && n_in <= 256 && require_host(ctx, what, n_in, in)) return kiln_error_status(ctx);
+    if (n_in > 0 && n_in <= KILN_MAX_VALUES && require_host(ctx, what, n_in, in)) return kiln_error_status(ctx);
     kiln_module *m = kiln_module_new(ctx);
     if (!m) return kiln_error_status(ctx);
     m->filename = "eager";
     kiln_status s = KILN_OK;
     kiln_function *f = kiln_function_new(m, "eager");
-    kiln_var *params[256];
     if (!f) goto fail;
-    if (n_in > 256 || n_in < 0) {
+    if (n_in > KILN_MAX_VALUES || n_in < 0) {
         s = kiln_error(ctx, KILN_ERR_VALUE, "op '%s': %d inputs", op ? op : "?", n_in);
         goto done;
     }
@@ -468,9 +480,9 @@ kiln_status kiln_op_run(kiln_context *ctx, const char *op, int n_in, const kiln_
             s = kiln_error(ctx, KILN_ERR_VALUE, "op '%s': input %d is not a value", op ? op : "?", i);
             goto done;
         }
-        if (!(params[i] = kiln_function_param(f, NULL, (kiln_type *)t))) goto fail;
+        if (!kiln_function_param(f, NULL, (kiln_type *)t)) goto fail;
     }
-    kiln_var *r = kiln_emit(f->body, op, n_in, params, attrs);
+    kiln_var *r = kiln_emit(f->body, op, n_in, f->params, attrs);
     if (!r || kiln_region_yield(f->body, 1, &r)) goto fail;
     f->ret = r->type;
     f->infer_state = 2;

@@ -183,6 +183,20 @@ static vm_instance *instance_new(kiln_program *p, vm_code *c) {
 }
 
 /* ---- inputs and results ------------------------------------------------------------------ */
+/* The leaves of value v of type t into flat[*nf...], depth first (recursion bounded by the type's
+ * nesting); false when v does not have t's tuple structure. */
+static bool flatten_value(kiln_value v, const kiln_type *t, kiln_value *flat, int *nf) {
+    if (t->kind != KILN_TYPE_TUPLE) {
+        if (v.kind == KILN_VALUE_TUPLE) return false;
+        flat[(*nf)++] = v;
+        return true;
+    }
+    if (v.kind != KILN_VALUE_TUPLE || kiln_value_tuple_size(v) != t->n_elems) return false;
+    for (int i = 0; i < t->n_elems; i++)
+        if (!flatten_value(kiln_value_tuple_get(v, i), t->elems[i], flat, nf)) return false;
+    return true;
+}
+
 /* A list value (a tuple of elements of type elem) as a vm_list of flattened leaf tensors
  * (scalars as 0-d tensors). KILN_ERR_TYPE (no message) when v does not have that shape. */
 static kiln_status list_from_value(kiln_context *ctx, kiln_value v, const kiln_type *elem, vm_list **out) {
@@ -190,22 +204,17 @@ static kiln_status list_from_value(kiln_context *ctx, kiln_value v, const kiln_t
     if (v.kind != KILN_VALUE_TUPLE) return KILN_ERR_TYPE;
     int width = kiln_vm_leaf_count(elem), n = kiln_value_tuple_size(v);
     vm_list *l = list_new(width);
-    if (!l || !list_reserve(l, n)) {
+    kiln_value flat_s[16], *flat = KILN_SCRATCH(flat_s, width);
+    if (!l || !flat || !list_reserve(l, n)) {
         list_release(l);
+        kiln_scratch_free(flat, flat_s);
         return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
     }
     for (int e = 0; e < n; e++) {
-        kiln_value flat[64], stack[64];
-        int nf = 0, sp = 0;
-        stack[sp++] = kiln_value_tuple_get(v, e);
-        while (sp && nf < 64) { /* depth-first, left to right */
-            kiln_value x = stack[--sp];
-            if (x.kind == KILN_VALUE_TUPLE)
-                for (int i = kiln_value_tuple_size(x) - 1; i >= 0 && sp < 64; i--) stack[sp++] = kiln_value_tuple_get(x, i);
-            else flat[nf++] = x;
-        }
-        if (nf != width) {
+        int nf = 0;
+        if (!flatten_value(kiln_value_tuple_get(v, e), elem, flat, &nf)) {
             list_release(l);
+            kiln_scratch_free(flat, flat_s);
             return KILN_ERR_TYPE;
         }
         for (int i = 0; i < nf; i++) {
@@ -222,12 +231,14 @@ static kiln_status list_from_value(kiln_context *ctx, kiln_value v, const kiln_t
             }
             if (!tt) {
                 list_release(l);
+                kiln_scratch_free(flat, flat_s);
                 return kiln_error_status(ctx);
             }
             l->items[l->n * width + i] = tt;
         }
         l->n++;
     }
+    kiln_scratch_free(flat, flat_s);
     *out = l;
     return KILN_OK;
 }
@@ -325,15 +336,22 @@ static kiln_value scalar_of(const kiln_tensor *h) {
     return kiln_value_bool(x.b != 0);
 }
 
+/* The tuple of n parts (a calloc'd array, NULL on OOM), releasing and freeing them; NONE on OOM.
+ * The recursive builders below keep their parts on the heap: tuples can be long and nested. */
+static kiln_value tuple_take(kiln_context *ctx, int n, kiln_value *parts) {
+    if (!parts) return (kiln_value){.kind = KILN_VALUE_NONE};
+    kiln_value v = kiln_value_tuple(ctx, n, parts);
+    for (int i = 0; i < n; i++) kiln_value_release(parts[i]);
+    free(parts);
+    return v;
+}
+
 /* The value of type t made from tensors items[*k...] (a list element). */
 static kiln_value item_value(kiln_context *ctx, const kiln_type *t, kiln_tensor *const *items, int *k) {
     if (t->kind == KILN_TYPE_TUPLE) {
-        kiln_value parts[64] = {{0}};
-        int n = t->n_elems < 64 ? t->n_elems : 64;
-        for (int i = 0; i < n; i++) parts[i] = item_value(ctx, t->elems[i], items, k);
-        kiln_value v = kiln_value_tuple(ctx, n, parts);
-        for (int i = 0; i < n; i++) kiln_value_release(parts[i]);
-        return v;
+        kiln_value *parts = calloc((size_t)t->n_elems + 1, sizeof *parts);
+        for (int i = 0; parts && i < t->n_elems; i++) parts[i] = item_value(ctx, t->elems[i], items, k);
+        return tuple_take(ctx, t->n_elems, parts);
     }
     kiln_tensor *x = items[(*k)++];
     if (t->kind == KILN_TYPE_SCALAR) return scalar_of(x);
@@ -360,12 +378,9 @@ static kiln_value leaves_value(kiln_context *ctx, vm_instance *in, const kiln_ty
                                bool copy, kiln_tensor *const *donated_to) {
     vm_code *c = in->code;
     if (t->kind == KILN_TYPE_TUPLE) {
-        kiln_value parts[256] = {{0}};
-        int n = t->n_elems < 256 ? t->n_elems : 256;
-        for (int i = 0; i < n; i++) parts[i] = leaves_value(ctx, in, t->elems[i], slots, k, copy, donated_to);
-        kiln_value v = kiln_value_tuple(ctx, n, parts);
-        for (int i = 0; i < n; i++) kiln_value_release(parts[i]);
-        return v;
+        kiln_value *parts = calloc((size_t)t->n_elems + 1, sizeof *parts);
+        for (int i = 0; parts && i < t->n_elems; i++) parts[i] = leaves_value(ctx, in, t->elems[i], slots, k, copy, donated_to);
+        return tuple_take(ctx, t->n_elems, parts);
     }
     int leaf = (*k)++, s = slots[leaf];
     kiln_tensor *h = &in->hdr[s];
@@ -657,16 +672,18 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
     if (!st) {
         /* outputs donated to inputs but not planned into them are copied there now; inputs
          * that came from the host get their new values back */
-        kiln_tensor *donated_to[256] = {0};
+        kiln_tensor *donated_s[16], **donated_to = KILN_SCRATCH(donated_s, c->n_out); /* by output leaf */
+        if (!donated_to) st = kiln_error(ctx, KILN_ERR_OOM, "out of memory");
         for (int d = 0; main && d < p->n_donate && !st; d++) {
             int j = p->donate[d][0], i = p->donate[d][1];
             if (!p->donate_placed[d]) st = dev_copy(p, in->bound[i]->data, in->hdr[c->out[j]].data, (size_t)c->slots[c->out[j]].bytes);
             if (!st && p->be && in->host_of[i]) st = kiln_tensor_copy_into(ctx, in->host_of[i], in->bound[i]);
-            if (j < 256) donated_to[j] = p->be && in->host_of[i] ? in->host_of[i] : in->bound[i];
+            donated_to[j] = p->be && in->host_of[i] ? in->host_of[i] : in->bound[i];
         }
         int leaf = 0;
         if (!st) *out = leaves_value(ctx, in, c->f->ret, c->out, &leaf, true, main && p->n_donate ? donated_to : NULL);
         if (!st && out->kind == KILN_VALUE_NONE) st = kiln_error_status(ctx) ? kiln_error_status(ctx) : kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+        kiln_scratch_free(donated_to, donated_s);
     }
     for (int i = 0; i < c->n_slots; i++) { /* lists and popped values are per run */
         if (in->lists[i]) set_list(in, i, NULL);

@@ -330,7 +330,7 @@ static kiln_status build_node(builder *b, const kiln_node *n) {
         return kiln_error(b->ctx, KILN_ERR_INTERNAL, "op '%s' at %s: no kernel reaches the VM (composites are decomposed)",
                           info->name, kiln_node_where(n, where, sizeof where));
     vm_slot *src = &c->slots[c->slots[in[0]].storage];
-    if (is_reshape(n->op) && !n->impl && src->kind != VM_SLOT_DYNAMIC) { /* a view, no instruction */
+    if (is_reshape(n->op) && src->kind != VM_SLOT_DYNAMIC) { /* a view, no instruction */
         c->slots[out[0]].kind = VM_SLOT_ALIAS;
         c->slots[out[0]].storage = c->slots[in[0]].storage;
         return KILN_OK;

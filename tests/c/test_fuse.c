@@ -299,7 +299,7 @@ TEST(fuse_kernel_names_count_on) {
     kiln_context *ctx = kiln_context_new();
     kiln_module *m = kiln_module_parse(ctx, "def @f(%x: f32[3]) {\n let %a = exp(%x)\n let %s = sum(%a)\n let %m = max(%x)\n"
                                             " let %b = add(%s, %m)\n return %b\n}", "t.kir");
-    kiln_pass_ctx pc = {ctx, m, 2, 0, 0, {KILN_DIALECT_C}, NULL, 5};
+    kiln_pass_ctx pc = {.ctx = ctx, .module = m, .opt_level = 2, .dialects = {KILN_DIALECT_C}, .n_kernels = 5};
     CHECK_OK(ctx, kiln_pass_fuse(&pc, kiln_module_function(m, "f")));
     CHECK_OK(ctx, kiln_module_verify(m));
     char *got = describe(m);
