@@ -108,6 +108,16 @@ test-vm: $(BUILD)/test_kiln $(BUILD)/kiln .venv/requirements.stamp $(CUDA_LIB)
 	$(CUDA_ENV) KILN_VM_CHECK=1 KILN_CLI=$(BUILD)/kiln $(BUILD)/test_kiln
 	$(CUDA_ENV) KILN_VM_CHECK=1 KILN_LIB=$(abspath $(BUILD)/libkiln.so) .venv/bin/python -m pytest tests/python -q
 
+# On a GPU machine: every test again with each function the tests run also compiled for CUDA,
+# run there and compared with the interpreter (TF32 off, so f32 products match). TEST_PYTHON:
+# a Python with numpy, torch and pytest (the venv's by default).
+TEST_PYTHON ?= .venv/bin/python
+.PHONY: test-cuda
+test-cuda: $(BUILD)/test_kiln $(BUILD)/kiln $(BUILD)/libkiln.so $(CUDA_LIB)
+	$(CUDA_ENV) KILN_CUDA_TF32=0 KILN_VM_CHECK=1 KILN_VM_CHECK_DEVICE=cuda KILN_CLI=$(BUILD)/kiln $(BUILD)/test_kiln
+	$(CUDA_ENV) KILN_CUDA_TF32=0 KILN_VM_CHECK=1 KILN_VM_CHECK_DEVICE=cuda KILN_LIB=$(abspath $(BUILD)/libkiln.so) \
+	    $(TEST_PYTHON) -m pytest tests/python -q $(PYTEST_ARGS)
+
 examples: $(EX_SRC:examples/c/%.c=$(BUILD)/examples/%)
 $(BUILD)/examples/%: examples/c/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)

@@ -38,13 +38,19 @@ void kiln_gen_kernel_free(kiln_gen_kernel *k);
 
 /* The same group rendered as CUDA C++ (render_cuda.c), from the same loop plan (lower.h), for
  * NVRTC. The kernel is
- *     extern "C" __global__ void SYMBOL(kiln_args a)
- *     struct kiln_args { char *bufs[NB]; long long params[NP]; }   (NB, NP >= 1; padded)
+ *     extern "C" __global__ void SYMBOL(SYMBOL_args args)
+ *     struct SYMBOL_args { char *bufs[NB]; long long params[NP]; }   (NB, NP >= 1; padded)
  * taking by value the bufs (device pointers, same order as the C kernel's) and the params:
  * one launch argument, laid out as the C kernel's two arrays back to back. The source is
- * self-contained (no includes beyond what NVRTC provides; f16/bf16 through cuda_fp16.h /
- * cuda_bf16.h). grid/block/shared_bytes in *out say how to launch it. */
+ * self-contained (no includes; f16 and bf16 conversions are inline PTX and bit operations).
+ * grid/block/shared_bytes in *out say how to launch it. */
 kiln_status kiln_codegen_cuda(kiln_context *ctx, const kiln_function *group, kiln_gen_kernel *out);
+/* The same kernel over up to n_items argument blocks at once (horizontal batching, e.g. an
+ * optimizer's update of many parameters in one launch): `extern "C" __global__ void
+ * SYMBOL_multi(SYMBOL_multi_args)` holding `SYMBOL_args items[n_items]`, blockIdx.y picking the
+ * item; launched with grid.y = the items used and grid.x the largest item's grid. Every kernel
+ * form loops over its own sizes (grid-stride), so any grid.x serves. malloc'd; NULL on OOM. */
+char *kiln_codegen_cuda_multi(const kiln_gen_kernel *k, int n_items);
 
 /* A loaded shared object of generated kernels. */
 typedef struct kiln_jit_lib kiln_jit_lib;

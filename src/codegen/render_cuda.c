@@ -276,3 +276,17 @@ kiln_status kiln_codegen_cuda(kiln_context *ctx, const kiln_function *group, kil
     out->shared_bytes = 0; /* static __shared__ only */
     return KILN_OK;
 }
+
+char *kiln_codegen_cuda_multi(const kiln_gen_kernel *k, int n_items) {
+    /* the kernel is the last thing in its source: its body runs from the header's "{\n" to the end */
+    const char *head = strstr(k->source, "extern \"C\" __global__");
+    const char *body = head ? strstr(head, "{\n") : NULL;
+    if (!body) return NULL;
+    kiln_buf b = {0};
+    kiln_buf_printf(&b,
+                    "struct %s_multi_args { %s_args items[%d]; };\n"
+                    "extern \"C\" __global__ void __launch_bounds__(%u) %s_multi(const __grid_constant__ %s_multi_args multi) {\n"
+                    "const %s_args &args = multi.items[blockIdx.y];\n%s",
+                    k->symbol, k->symbol, n_items, k->block[0], k->symbol, k->symbol, k->symbol, body + 2);
+    return kiln_buf_take(&b);
+}

@@ -62,7 +62,7 @@ void kiln_program_free(kiln_program *p) {
         if (p->graph) p->be->graph_free(p->graph);
         if (p->cuda_module) p->be->module_free(p->cuda_module);
     }
-    free(p->gen_cuda), free(p->graph_inputs);
+    free(p->gen_cuda), free(p->gen_cuda_multi), free(p->gen_multi_items), free(p->graph_inputs);
     for (int i = 0; i < p->n_owned; i++) kiln_tensor_release(p->owned[i]);
     free(p->owned), free(p->donate), free(p->donate_placed);
     free(p->live_bytes), free(p->high_water);
@@ -77,16 +77,25 @@ static kiln_status build_cuda_kernels(kiln_program *p) {
     kiln_context *ctx = p->ctx;
     const kiln_backend *be = p->be;
     int dev = p->device.index;
-    if (!(p->gen_cuda = calloc((size_t)p->n_gens, sizeof *p->gen_cuda))) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    size_t n = (size_t)p->n_gens;
+    if (!(p->gen_cuda = calloc(n, sizeof *p->gen_cuda)) || !(p->gen_cuda_multi = calloc(n, sizeof *p->gen_cuda_multi)) ||
+        !(p->gen_multi_items = calloc(n, sizeof *p->gen_multi_items)))
+        return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
+    for (int i = 0; i < p->n_gens; i++)
+        if (kiln_codegen_cuda(ctx, p->gen_funcs[i], &p->gens[i])) return kiln_error_status(ctx);
+    kiln_vm_group_launches(p);
     kiln_buf b = {0};
     for (int i = 0; i < p->n_gens; i++) {
-        if (kiln_codegen_cuda(ctx, p->gen_funcs[i], &p->gens[i])) {
-            kiln_free(kiln_buf_take(&b));
-            return kiln_error_status(ctx);
-        }
-        bool seen = false;
-        for (int j = 0; j < i && !seen; j++) seen = !strcmp(p->gens[j].symbol, p->gens[i].symbol);
+        bool seen = false, seen_multi = false;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(p->gens[j].symbol, p->gens[i].symbol)) seen = true, seen_multi |= p->gen_multi_items[j] > 0;
         if (!seen) kiln_buf_puts(&b, p->gens[i].source);
+        if (p->gen_multi_items[i] && !seen_multi) {
+            char *multi = kiln_codegen_cuda_multi(&p->gens[i], p->gen_multi_items[i]);
+            if (!multi) b.oom = true;
+            else kiln_buf_puts(&b, multi);
+            free(multi);
+        }
     }
     char *text = kiln_buf_take(&b);
     if (!text) return kiln_error(ctx, KILN_ERR_OOM, "out of memory");
@@ -98,9 +107,13 @@ static kiln_status build_cuda_kernels(kiln_program *p) {
                         be->last_error());
     else if (be->module_load(dev, image, &p->cuda_module))
         st = kiln_error(ctx, KILN_ERR_UNSUPPORTED, "loading the generated CUDA kernels: %s", be->last_error());
-    for (int i = 0; i < p->n_gens && !st; i++)
-        if (be->module_get(p->cuda_module, p->gens[i].symbol, &p->gen_cuda[i]))
+    for (int i = 0; i < p->n_gens && !st; i++) {
+        char multi[80];
+        snprintf(multi, sizeof multi, "%s_multi", p->gens[i].symbol);
+        if (be->module_get(p->cuda_module, p->gens[i].symbol, &p->gen_cuda[i]) ||
+            (p->gen_multi_items[i] && be->module_get(p->cuda_module, multi, &p->gen_cuda_multi[i])))
             st = kiln_error(ctx, KILN_ERR_INTERNAL, "generated CUDA kernel %s: %s", p->gens[i].symbol, be->last_error());
+    }
     if (image) be->free_image(image);
     kiln_free(text);
     return st;
@@ -250,7 +263,8 @@ static void print_code(kiln_buf *b, const kiln_program *p, const vm_code *c) {
     for (int i = 0; i < c->n_instr; i++) {
         const vm_instr *I = &c->instr[i];
         kiln_buf_printf(b, "  %4d  %-11s ", i, op_names[I->op]);
-        if (I->op == VM_GEN) kiln_buf_printf(b, "@%s", p->gen_funcs[I->gen]->name);
+        if (I->op == VM_GEN)
+            kiln_buf_printf(b, "@%s%s", p->gen_funcs[I->gen]->name, I->n_multi > 1 ? " (one launch with the next ones)" : I->merged ? " (launched above)" : "");
         else if (I->op == VM_CALL) kiln_buf_printf(b, "@%s", I->callee->f->name);
         else if (I->op == VM_KERNEL)
             kiln_buf_printf(b, "%s%s%s", kiln_op_info_get(I->node->op)->name, I->node->impl || I->host ? "." : "",

@@ -141,7 +141,7 @@ static vm_instance *instance_new(kiln_program *p, vm_code *c) {
         in->staged = calloc((size_t)c->n_in + 1, sizeof *in->staged);
         in->host_of = calloc((size_t)c->n_in + 1, sizeof *in->host_of);
         in->htmp = calloc(ns, sizeof *in->htmp);
-        in->argblk = calloc(nops + 300, sizeof *in->argblk);
+        in->argblk = calloc(nops + 600, sizeof *in->argblk); /* a launch's argument block: < 4 KiB + operands */
         if (!in->staged || !in->host_of || !in->htmp || !in->argblk) {
             kiln_vm_instance_free(in);
             kiln_error(ctx, KILN_ERR_OOM, "out of memory");
@@ -549,16 +549,28 @@ static kiln_status run_gen(vm_instance *in, const vm_instr *I) {
         p->gen_fns[I->gen](in->bufs, g->params);
         return KILN_OK;
     }
-    int nb = I->n_in + I->n_out;
-    char **bufs = (char **)in->argblk;
-    for (int i = 0; i < I->n_in; i++) bufs[i] = in->hdr[I->in[i]].data;
-    for (int i = 0; i < I->n_out; i++) bufs[I->n_in + i] = in->hdr[I->out[i]].data;
-    if (!nb) bufs[nb] = NULL;
-    int64_t *params = in->argblk + (nb ? nb : 1);
-    memcpy(params, g->params, sizeof *params * (size_t)g->n_params);
-    if (!g->n_params) params[0] = 0;
+    if (I->merged) return KILN_OK; /* launched with its group's first instruction */
+    /* one item per member: bufs then params (each at least one entry), back to back */
+    int n = I->n_multi > 1 ? I->n_multi : 1;
+    unsigned grid[3] = {g->grid[0], (unsigned)n, 1};
+    int64_t *item = in->argblk;
+    for (int m = 0; m < n; m++) {
+        const vm_instr *M = I + m;
+        const kiln_gen_kernel *mg = &p->gens[M->gen];
+        int nb = M->n_in + M->n_out;
+        char **bufs = (char **)item;
+        for (int i = 0; i < M->n_in; i++) bufs[i] = in->hdr[M->in[i]].data;
+        for (int i = 0; i < M->n_out; i++) bufs[M->n_in + i] = in->hdr[M->out[i]].data;
+        if (!nb) bufs[0] = NULL;
+        int64_t *params = item + (nb ? nb : 1);
+        memcpy(params, mg->params, sizeof *params * (size_t)mg->n_params);
+        if (!mg->n_params) params[0] = 0;
+        item = params + (mg->n_params ? mg->n_params : 1);
+        if (mg->grid[0] > grid[0]) grid[0] = mg->grid[0];
+    }
     void *args[1] = {in->argblk};
-    if (p->be->launch(p->device.index, p->gen_cuda[I->gen], g->grid, g->block, g->shared_bytes, args))
+    kiln_backend_fn fn = n > 1 ? p->gen_cuda_multi[I->gen] : p->gen_cuda[I->gen];
+    if (p->be->launch(p->device.index, fn, grid, g->block, g->shared_bytes, args))
         return kiln_error(p->ctx, KILN_ERR_UNSUPPORTED, "VM on cuda:%d: launching kernel @%s: %s", p->device.index,
                           p->gen_funcs[I->gen]->name, p->be->last_error());
     return KILN_OK;

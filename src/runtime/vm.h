@@ -56,6 +56,11 @@ typedef struct vm_instr {
     vm_code *callee;         /* CALL */
     int loop;                /* innermost enclosing while loop (index into loops) or -1 */
     bool host;               /* KERNEL in a CUDA program: the reference kernel on host copies */
+    /* CUDA, GEN: launched together with the next n_multi - 1 instructions (same kernel,
+     * disjoint memory: multi_launch.c) as one launch of the kernel's _multi variant; those
+     * have `merged` set and do nothing themselves. */
+    int n_multi;
+    bool merged;
 } vm_instr;
 
 typedef struct vm_loop { int start, end, parent; } vm_loop;
@@ -103,6 +108,8 @@ struct kiln_program {
     const kiln_backend *be;            /* CUDA: the backend; NULL on the CPU */
     kiln_backend_module *cuda_module;  /* CUDA: the generated kernels */
     kiln_backend_fn *gen_cuda;         /* CUDA: per generated kernel, its function */
+    kiln_backend_fn *gen_cuda_multi;   /* CUDA: per generated kernel, its _multi variant (or NULL) */
+    int *gen_multi_items;              /* CUDA: per generated kernel, the items its _multi takes */
     bool cuda_graph;                   /* capture the main code as a CUDA graph (options) */
     bool graph_ok;                     /* the main code can be captured (no host work inside) */
     kiln_backend_graph *graph;         /* captured at the second run */
@@ -124,6 +131,10 @@ kiln_status kiln_vm_plan(kiln_program *p, vm_code *c, bool main);
 kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **inst, int n_in, const kiln_value *in,
                         kiln_value *out, int depth);
 void kiln_vm_instance_free(vm_instance *inst);
+/* multi_launch.c: groups runs of launches of one generated CUDA kernel that touch disjoint
+ * memory (vm_instr.n_multi); needs the plan and the rendered kernels. Returns the number of
+ * groups formed; p->gen_multi_items[g] > 0 marks the kernels whose _multi variant is needed. */
+int kiln_vm_group_launches(kiln_program *p);
 /* Number of leaves of a type (tuples flattened). */
 int kiln_vm_leaf_count(const kiln_type *t);
 

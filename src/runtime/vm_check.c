@@ -3,7 +3,10 @@
  * same inputs and fails with a message naming the first result element that differs. The
  * check compiles with the dialects in $KILN_VM_CHECK_DIALECTS, by default "c" (generated and
  * built-in kernels): library kernels sum in other orders, which optimizers such as Adam amplify
- * on gradients that are zero up to rounding; they are checked op by op in test_dialects.c. */
+ * on gradients that are zero up to rounding; they are checked op by op in test_dialects.c.
+ * $KILN_VM_CHECK_DEVICE=cuda compiles for the GPU instead (every CUDA dialect unless
+ * $KILN_VM_CHECK_DIALECTS says otherwise): the whole test suite then checks every op it runs on
+ * CUDA against the interpreter (docs/cuda.md). */
 #include "runtime/vm.h"
 #include <math.h>
 #include <stdlib.h>
@@ -69,6 +72,23 @@ static kiln_status compare(kiln_context *ctx, const char *fn, kiln_value a, kiln
     }
 }
 
+/* v with its tensors on the host (a new reference; none with the error set on failure). */
+static kiln_value to_host(kiln_context *ctx, kiln_value v) {
+    if (v.kind == KILN_VALUE_TENSOR) {
+        kiln_tensor *t = kiln_tensor_to(ctx, v.tensor, (kiln_device){KILN_DEVICE_CPU, 0});
+        return t ? kiln_value_tensor(t) : (kiln_value){.kind = KILN_VALUE_NONE};
+    }
+    if (v.kind != KILN_VALUE_TUPLE) return v;
+    int n = kiln_value_tuple_size(v);
+    kiln_value *parts = calloc((size_t)n + 1, sizeof *parts), r = {.kind = KILN_VALUE_NONE};
+    bool ok = parts != NULL;
+    for (int i = 0; ok && i < n; i++) ok = (parts[i] = to_host(ctx, kiln_value_tuple_get(v, i))).kind != KILN_VALUE_NONE;
+    if (ok) r = kiln_value_tuple(ctx, n, parts);
+    for (int i = 0; parts && i < n; i++) kiln_value_release(parts[i]);
+    free(parts);
+    return r;
+}
+
 kiln_status kiln_vm_check(kiln_function *f, int n_in, const kiln_value *in, kiln_value expected) {
     kiln_context *ctx = f->module->ctx;
     checked *c = f->vm_checked;
@@ -86,8 +106,9 @@ kiln_status kiln_vm_check(kiln_function *f, int n_in, const kiln_value *in, kiln
     if (!c->prog) {
         c->n_vars = f->n_vars;
         kiln_compile_options o = kiln_compile_defaults();
-        const char *d = getenv("KILN_VM_CHECK_DIALECTS");
-        o.dialects = d && *d ? d : "c";
+        const char *d = getenv("KILN_VM_CHECK_DIALECTS"), *dev = getenv("KILN_VM_CHECK_DEVICE");
+        o.device = dev && *dev ? dev : NULL;
+        o.dialects = d && *d ? d : o.device && strcmp(o.device, "cpu") ? NULL : "c";
         if (kiln_compile(f, &o, &c->prog)) {
             char msg[KILN_ERROR_MAX];
             snprintf(msg, sizeof msg, "%s", kiln_error_message(ctx));
@@ -100,8 +121,10 @@ kiln_status kiln_vm_check(kiln_function *f, int n_in, const kiln_value *in, kiln
         snprintf(msg, sizeof msg, "%s", kiln_error_message(ctx));
         return kiln_error(ctx, kiln_error_status(ctx), "VM check @%s: the VM failed where the interpreter did not: %s", f->name, msg);
     }
-    int leaf = 0;
-    kiln_status s = compare(ctx, f->name, expected, got, &leaf);
+    kiln_value host = to_host(ctx, got);
     kiln_value_release(got);
+    int leaf = 0;
+    kiln_status s = host.kind == KILN_VALUE_NONE ? kiln_error_status(ctx) : compare(ctx, f->name, expected, host, &leaf);
+    kiln_value_release(host);
     return s;
 }
