@@ -168,7 +168,7 @@ setup:
 	$(MAKE) all venv
 
 train: setup
-	KILN_LIB=$(abspath $(BUILD)/libkiln.so) .venv/bin/python examples/python/fashion_mnist.py $(TRAIN_ARGS)
+	$(CUDA_ENV) KILN_LIB=$(abspath $(BUILD)/libkiln.so) .venv/bin/python examples/python/fashion_mnist.py $(TRAIN_ARGS)
 
 demo: all examples
 	$(BUILD)/examples/mlp

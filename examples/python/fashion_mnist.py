@@ -2,7 +2,9 @@
 dataset-fashion-mnist) with kiln.Trainer (forward, autodiff and Adam in one IR function), shows a
 progress bar with loss and throughput, then prints test accuracy, samples/s and the checkpoint.
 
-    python examples/python/fashion_mnist.py [--epochs 1] [--batch-size 64] [--restart]
+    python examples/python/fashion_mnist.py [--epochs 1] [--batch-size 64] [--restart] [--device auto]
+
+The step runs on the GPU when CUDA is available (--device auto, the default), else on the CPU.
 
 A checkpoint (model, optimizer state, step) is written after every epoch and at the end; running
 again resumes from it (continuing with the same losses), --restart starts over."""
@@ -48,14 +50,20 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (quick runs)")
     ap.add_argument("--checkpoint", default="checkpoints/lenet5.safetensors")
     ap.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (the GPU when CUDA is available)")
     args = ap.parse_args(argv)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if kiln.cuda.is_available() else "cpu"
+        print(f"device: {device}" + ("" if device != "cpu" else f" (CUDA unavailable: {kiln.cuda.why_unavailable()})"))
 
     train_x, train_y = load_fashion_mnist("train")
     test_x, test_y = load_fashion_mnist("test")
     if args.limit:
         train_x, train_y = train_x[:args.limit], train_y[:args.limit]
     model = LeNet5(seed=args.seed)
-    trainer = kiln.Trainer(model, lambda logits, y: kiln.cross_entropy(logits, y), kiln.optim.Adam(lr=args.lr))
+    trainer = kiln.Trainer(model, lambda logits, y: kiln.cross_entropy(logits, y), kiln.optim.Adam(lr=args.lr),
+                           device=None if device == "cpu" else device)
     steps_per_epoch = len(train_y) // args.batch_size
     if os.path.exists(args.checkpoint) and not args.restart:
         trainer.load(args.checkpoint)
@@ -77,6 +85,7 @@ def main(argv=None):
         print()
         trainer.save(args.checkpoint)
     elapsed = time.perf_counter() - t0
+    model.to("cpu")  # evaluation runs eagerly, on the interpreter
     acc = evaluate(model, test_x, test_y)
     print(f"test accuracy {acc:.4f}")
     if seen:

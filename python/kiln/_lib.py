@@ -1,6 +1,8 @@
 """_lib.py — loads libkiln.so with ctypes and declares the C API's signatures (include/kiln.h).
 
 The library is found through $KILN_LIB, else build/libkiln.so beside this package's checkout.
+CUDA's libraries (NVRTC, cuBLAS, cuDNN) are looked for where NVIDIA's wheels put them in this
+Python's site-packages unless $KILN_CUDA_LIBS says where (docs/cuda.md).
 """
 import ctypes
 import os
@@ -19,6 +21,23 @@ def _find_library():
             return str(candidate)
     raise ImportError("kiln: libkiln.so not found; run `make` in the repository root or set KILN_LIB")
 
+
+def _cuda_library_dirs():
+    """The lib directories of NVIDIA's wheels (nvidia/cu13, nvidia/cudnn) on sys.path."""
+    import sys
+    dirs = []
+    for entry in sys.path:
+        for sub in ("cu13", "cudnn"):
+            d = pathlib.Path(entry or ".") / "nvidia" / sub / "lib"
+            if d.is_dir() and str(d) not in dirs:
+                dirs.append(str(d))
+    return dirs
+
+
+if not os.environ.get("KILN_CUDA_LIBS"):
+    _dirs = _cuda_library_dirs()
+    if _dirs:
+        os.environ["KILN_CUDA_LIBS"] = os.pathsep.join(_dirs)
 
 lib = ctypes.CDLL(_find_library())
 

@@ -1,20 +1,14 @@
-/* cuda_attention.cu — kiln's fused attention kernels (dialect "cuda", driven by cuda_attention.c):
- * a flash-attention-2 style forward (online softmax over key tiles: never a [Tq, Tk] matrix) and
- * backward (probabilities recomputed from the saved log-sum-exp), in f32 on f32 / f16 / bf16 data.
+/* cuda_attention.cu — the row kernels of kiln's GEMM-based attention (dialect "cuda", driven by
+ * cuda_attention.c, which runs the matrix products through cuBLASLt): softmax probabilities from
+ * f32 scores, their adjoint, delta = rowsum(dout * out) - dlse, and f16 / bf16 -> f32 copies.
  * Compiled at run time by NVRTC (embedded in libkiln as a string); self-contained: no includes. */
 
-/* Tensors are contiguous [batch, T, D] (the leading dims flattened); k and v have one D; the
- * log-sum-exp, delta and dlse are f32 [batch, Tq]. Causal: query i sees keys j <= i. Blocks are
- * WARPS warps; grid.x runs over the batch, grid.y over row (forward) or key (backward) tiles. */
+/* Score-shaped buffers are [rows, Tk] (a chunk's [n, Tq, Tk] matrices, row r = query r % Tq of
+ * matrix r / Tq); one block of THREADS threads per row. Causal (top-left, as torch's is_causal):
+ * query i sees keys j <= i. The log-sum-exp, delta and dlse are f32, one per row. */
 typedef long long i64;
 
-#define DMAX 128       /* largest head dim */
-#define DL (DMAX / 32) /* head-dim elements per lane (dims lane, lane + 32, ...) */
-#define WARPS 4
-#define FQ 16          /* forward: query rows per block, FQ / WARPS per warp */
-#define FK 32          /* forward: keys per tile, one per lane while scoring */
-#define BK 32          /* backward: keys per block, BK / WARPS per warp, held in registers */
-#define BQ 32          /* backward: query rows per shared-memory tile */
+#define THREADS 256
 #define FULL 0xffffffffu
 #define NEG_INF __int_as_float(0xff800000)
 
@@ -51,186 +45,91 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-/* ---- forward: out = softmax(scale q k^T) v, lse = the rows' log-sum-exp ------------------------ */
-/* A block holds FQ query rows in shared memory and streams FK-key tiles of k and v through it.
- * Scoring, lane l takes key j0 + l (k rows padded to DMAX + 1 floats: no bank conflicts); the
- * running max m, sum l and output accumulator (lane l: dims l, l + 32, ...) of each row are
- * rescaled by exp(m_old - m_new) per tile (online softmax). */
-template <typename T>
-__device__ void attn_fwd(const T *q, const T *k, const T *v, T *o, float *lse, i64 tq, i64 tk, i64 d, int causal, float scale) {
-    __shared__ float sq[FQ][DMAX], sk[FK][DMAX + 1], sv[FK][DMAX];
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, R = FQ / WARPS;
-    const i64 b = blockIdx.x, i0 = (i64)blockIdx.y * FQ;
-    q += b * tq * d, o += b * tq * d, lse += b * tq, k += b * tk * d, v += b * tk * d;
-    for (int e = threadIdx.x; e < FQ * d; e += blockDim.x) {
-        int r = e / (int)d, c = e % (int)d;
-        sq[r][c] = i0 + r < tq ? ld(q, (i0 + r) * d + c) : 0.f;
-    }
-    float m[R], l[R], acc[R][DL];
-#pragma unroll
-    for (int rr = 0; rr < R; rr++) {
-        m[rr] = NEG_INF, l[rr] = 0.f;
-#pragma unroll
-        for (int t = 0; t < DL; t++) acc[rr][t] = 0.f;
-    }
-    const i64 kend = causal && i0 + FQ < tk ? i0 + FQ : tk; /* keys some row of the block sees */
-    for (i64 j0 = 0; j0 < kend; j0 += FK) {
-        __syncthreads(); /* the previous tile is consumed (and sq is written, the first time) */
-        for (int e = threadIdx.x; e < FK * d; e += blockDim.x) {
-            int r = e / (int)d, c = e % (int)d;
-            bool in = j0 + r < tk;
-            sk[r][c] = in ? ld(k, (j0 + r) * d + c) : 0.f;
-            sv[r][c] = in ? ld(v, (j0 + r) * d + c) : 0.f;
-        }
-        __syncthreads();
-        const i64 j = j0 + lane;
-#pragma unroll
-        for (int rr = 0; rr < R; rr++) {
-            const int r = w * R + rr;
-            const i64 i = i0 + r;
-            float s = NEG_INF;
-            if (i < tq && j < tk && (!causal || j <= i)) {
-                float dot = 0.f;
-                for (int c = 0; c < d; c++) dot += sq[r][c] * sk[lane][c];
-                s = dot * scale;
-            }
-            const float mn = fmaxf(m[rr], warp_max(s)); /* warp-uniform, as m */
-            if (mn == NEG_INF) continue;              /* no key seen yet (or a padding row) */
-            const float p = s == NEG_INF ? 0.f : __expf(s - mn), corr = __expf(m[rr] - mn);
-            l[rr] = l[rr] * corr + warp_sum(p);
-#pragma unroll
-            for (int t = 0; t < DL; t++) acc[rr][t] *= corr;
-            for (int jj = 0; jj < FK; jj++) {
-                const float pj = __shfl_sync(FULL, p, jj);
-#pragma unroll
-                for (int t = 0; t < DL; t++)
-                    if (lane + 32 * t < d) acc[rr][t] += pj * sv[jj][lane + 32 * t];
-            }
-            m[rr] = mn;
-        }
-    }
-#pragma unroll
-    for (int rr = 0; rr < R; rr++) {
-        const i64 i = i0 + w * R + rr;
-        if (i >= tq) continue;
-        const float inv = l[rr] > 0.f ? 1.f / l[rr] : 0.f; /* no keys at all: zeros */
-#pragma unroll
-        for (int t = 0; t < DL; t++)
-            if (lane + 32 * t < d) st(o, i * d + lane + 32 * t, acc[rr][t] * inv);
-        if (lane == 0) lse[i] = l[rr] > 0.f ? m[rr] + logf(l[rr]) : NEG_INF;
-    }
+/* The block's sum (or max) of v, returned to every thread; sh: 32 floats of shared memory. */
+__device__ float block_reduce(float v, bool sum, float *sh) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    v = sum ? warp_sum(v) : warp_max(v);
+    __syncthreads(); /* sh is free (a previous call's readers are done) */
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < (int)(blockDim.x >> 5) ? sh[lane] : sum ? 0.f : NEG_INF;
+    return sum ? warp_sum(v) : warp_max(v);
 }
 
-/* ---- backward --------------------------------------------------------------------------------- */
-/* delta_i = dout_i . out_i - dlse_i (dlse may be NULL): one warp per row. */
+/* The keys row r sees: all Tk, or (causal) keys 0..i of query i = r % Tq. */
+__device__ __forceinline__ i64 keys_seen(i64 r, i64 tq, i64 tk, int causal) {
+    const i64 i = r % tq;
+    return causal && i + 1 < tk ? i + 1 : tk;
+}
+
+/* ---- kernels ---------------------------------------------------------------------------------- */
+/* p = softmax of the scores s (already scaled) over the keys the row sees, 0 for the others:
+ * p_j = exp(s_j - lse). fwd: lse = max + log(sum exp(s - max)) is computed and stored; else it
+ * is read (the backward's recomputation from the forward's log-sum-exp). */
 template <typename T>
-__device__ void attn_delta(const T *o, const T *dout, const float *dlse, float *delta, i64 rows, i64 d) {
+__device__ void attn_probs(const float *s, T *p, float *lse, i64 tq, i64 tk, int causal, int fwd) {
+    __shared__ float sh[32];
+    const i64 r = blockIdx.x, n = keys_seen(r, tq, tk, causal);
+    s += r * tk, p += r * tk;
+    float l;
+    if (fwd) {
+        float m = NEG_INF, sum = 0.f;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, s[j]);
+        m = block_reduce(m, false, sh);
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x) sum += expf(s[j] - m);
+        l = m + logf(block_reduce(sum, true, sh));
+        if (threadIdx.x == 0) lse[r] = l;
+    } else {
+        l = lse[r];
+    }
+    for (i64 j = threadIdx.x; j < tk; j += blockDim.x) st(p, j, j < n ? expf(s[j] - l) : 0.f);
+}
+
+/* dS = P * (dP - delta), in place over p (the probabilities); masked keys have p = 0 already,
+ * so only the keys the row sees are visited. */
+template <typename T>
+__device__ void attn_dscores(T *p, const float *dp, const float *delta, i64 tq, i64 tk, int causal) {
+    const i64 r = blockIdx.x, n = keys_seen(r, tq, tk, causal);
+    const float dl = delta[r];
+    p += r * tk, dp += r * tk;
+    for (i64 j = threadIdx.x; j < n; j += blockDim.x) st(p, j, ld(p, j) * (dp[j] - dl));
+}
+
+/* delta_r = dout_r . out_r - dlse_r (dlse may be NULL) over rows of Dv: one warp per row. */
+template <typename T>
+__device__ void attn_delta(const T *o, const T *dout, const float *dlse, float *delta, i64 rows, i64 dv) {
     const int lane = threadIdx.x & 31;
-    const i64 row = (i64)blockIdx.x * WARPS + (threadIdx.x >> 5);
-    if (row >= rows) return;
+    const i64 r = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (r >= rows) return;
     float s = 0.f;
-    for (i64 c = lane; c < d; c += 32) s += ld(o, row * d + c) * ld(dout, row * d + c);
+    for (i64 c = lane; c < dv; c += 32) s += ld(o, r * dv + c) * ld(dout, r * dv + c);
     s = warp_sum(s);
-    if (lane == 0) delta[row] = s - (dlse ? dlse[row] : 0.f);
+    if (lane == 0) delta[r] = s - (dlse ? dlse[r] : 0.f);
 }
 
-/* A block owns BK keys (each warp BK / WARPS of them, k, v and their adjoints in registers, lane l
- * holding dims l, l + 32, ...) and runs over the query rows that see them, BQ at a time through
- * shared memory. Per (row i, key j): p = exp(scale q_i.k_j - lse_i), dp = dout_i.v_j,
- * ds = p (dp - delta_i) scale; dv_j += p dout_i, dk_j += ds q_i, and dq_i += ds k_j is summed
- * over the warp's keys, then added to the f32 dq (zeroed first) with atomics. */
+/* y = x in f32 (exact: f16 and bf16 values are f32 and TF32 values), grid-stride. */
 template <typename T>
-__device__ void attn_bwd(const T *q, const T *k, const T *v, const float *lse, const float *delta, const T *dout, float *dq,
-                         T *dk, T *dv, i64 tq, i64 tk, i64 d, int causal, float scale) {
-    __shared__ float sq[BQ][DMAX], sdo[BQ][DMAX], sl[BQ], sdl[BQ];
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, KW = BK / WARPS;
-    const i64 b = blockIdx.x, jw = (i64)blockIdx.y * BK + w * KW; /* the warp's first key */
-    q += b * tq * d, dout += b * tq * d, dq += b * tq * d, lse += b * tq, delta += b * tq;
-    k += b * tk * d, v += b * tk * d, dk += b * tk * d, dv += b * tk * d;
-    float kr[KW][DL], vr[KW][DL], dkr[KW][DL], dvr[KW][DL];
-#pragma unroll
-    for (int kk = 0; kk < KW; kk++)
-#pragma unroll
-        for (int t = 0; t < DL; t++) {
-            const i64 j = jw + kk, c = lane + 32 * t;
-            const bool in = j < tk && c < d;
-            kr[kk][t] = in ? ld(k, j * d + c) : 0.f, vr[kk][t] = in ? ld(v, j * d + c) : 0.f;
-            dkr[kk][t] = dvr[kk][t] = 0.f;
-        }
-    const i64 start = causal ? (i64)blockIdx.y * BK : 0; /* earlier rows see none of these keys */
-    for (i64 r0 = start; r0 < tq; r0 += BQ) {
-        __syncthreads();
-        for (int e = threadIdx.x; e < BQ * DMAX; e += blockDim.x) { /* dims >= d are zeros */
-            const int r = e / DMAX, c = e % DMAX;
-            const bool in = r0 + r < tq && c < d;
-            sq[r][c] = in ? ld(q, (r0 + r) * d + c) : 0.f;
-            sdo[r][c] = in ? ld(dout, (r0 + r) * d + c) : 0.f;
-        }
-        for (int e = threadIdx.x; e < BQ; e += blockDim.x) {
-            sl[e] = r0 + e < tq ? lse[r0 + e] : 0.f;
-            sdl[e] = r0 + e < tq ? delta[r0 + e] : 0.f;
-        }
-        __syncthreads();
-        for (int r = 0; r < BQ && r0 + r < tq; r++) {
-            const i64 i = r0 + r;
-            float qv[DL], dov[DL], dqv[DL];
-#pragma unroll
-            for (int t = 0; t < DL; t++) qv[t] = sq[r][lane + 32 * t], dov[t] = sdo[r][lane + 32 * t], dqv[t] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < KW; kk++) {
-                const i64 j = jw + kk;
-                float s = 0.f, dp = 0.f;
-#pragma unroll
-                for (int t = 0; t < DL; t++) s += qv[t] * kr[kk][t], dp += dov[t] * vr[kk][t];
-                s = warp_sum(s), dp = warp_sum(dp);
-                const float p = j < tk && (!causal || j <= i) ? __expf(s * scale - sl[r]) : 0.f;
-                const float ds = p * (dp - sdl[r]) * scale;
-#pragma unroll
-                for (int t = 0; t < DL; t++) {
-                    dvr[kk][t] += p * dov[t];
-                    dkr[kk][t] += ds * qv[t];
-                    dqv[t] += ds * kr[kk][t];
-                }
-            }
-#pragma unroll
-            for (int t = 0; t < DL; t++)
-                if (lane + 32 * t < d) atomicAdd(dq + i * d + lane + 32 * t, dqv[t]);
-        }
-    }
-#pragma unroll
-    for (int kk = 0; kk < KW; kk++)
-#pragma unroll
-        for (int t = 0; t < DL; t++) {
-            const i64 j = jw + kk, c = lane + 32 * t;
-            if (j < tk && c < d) st(dk, j * d + c, dkr[kk][t]), st(dv, j * d + c, dvr[kk][t]);
-        }
-}
-
-/* dq from its f32 accumulator (f16 / bf16 results), grid-stride. */
-template <typename T>
-__device__ void attn_cast(const float *x, T *y, i64 n) {
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) st(y, i, x[i]);
+__device__ void attn_to_f32(const T *x, float *y, i64 n) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) y[i] = ld(x, i);
 }
 
 /* ---- entry points: one per element type (suffix f32, f16, bf16) -------------------------------- */
 #define ATTN_ENTRIES(S, T)                                                                                            \
-    extern "C" __global__ void __launch_bounds__(WARPS * 32)                                                          \
-        kiln_attn_fwd_##S(const T *q, const T *k, const T *v, T *o, float *lse, i64 tq, i64 tk, i64 d, int causal,    \
-                          float scale) {                                                                              \
-        attn_fwd<T>(q, k, v, o, lse, tq, tk, d, causal, scale);                                                       \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                                             \
+        kiln_attn_probs_##S(const float *s, T *p, float *lse, i64 tq, i64 tk, int causal, int fwd) {                  \
+        attn_probs<T>(s, p, lse, tq, tk, causal, fwd);                                                                \
     }                                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(WARPS * 32)                                                          \
-        kiln_attn_delta_##S(const T *o, const T *dout, const float *dlse, float *delta, i64 rows, i64 d) {            \
-        attn_delta<T>(o, dout, dlse, delta, rows, d);                                                                 \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                                             \
+        kiln_attn_dscores_##S(T *p, const float *dp, const float *delta, i64 tq, i64 tk, int causal) {                \
+        attn_dscores<T>(p, dp, delta, tq, tk, causal);                                                                \
     }                                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(WARPS * 32)                                                          \
-        kiln_attn_bwd_##S(const T *q, const T *k, const T *v, const float *lse, const float *delta, const T *dout,    \
-                          float *dq, T *dk, T *dv, i64 tq, i64 tk, i64 d, int causal, float scale) {                  \
-        attn_bwd<T>(q, k, v, lse, delta, dout, dq, dk, dv, tq, tk, d, causal, scale);                                 \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                                             \
+        kiln_attn_delta_##S(const T *o, const T *dout, const float *dlse, float *delta, i64 rows, i64 dv) {           \
+        attn_delta<T>(o, dout, dlse, delta, rows, dv);                                                                \
     }
 ATTN_ENTRIES(f32, float)
 ATTN_ENTRIES(f16, h16)
 ATTN_ENTRIES(bf16, b16)
 
-extern "C" __global__ void kiln_attn_cast_f16(const float *x, h16 *y, i64 n) { attn_cast<h16>(x, y, n); }
-extern "C" __global__ void kiln_attn_cast_bf16(const float *x, b16 *y, i64 n) { attn_cast<b16>(x, y, n); }
+extern "C" __global__ void __launch_bounds__(THREADS) kiln_attn_to_f32_f16(const h16 *x, float *y, i64 n) { attn_to_f32<h16>(x, y, n); }
+extern "C" __global__ void __launch_bounds__(THREADS) kiln_attn_to_f32_bf16(const b16 *x, float *y, i64 n) { attn_to_f32<b16>(x, y, n); }

@@ -128,3 +128,27 @@ kiln_status kiln_grad_nll_loss(kiln_builder *b, const kiln_node *n, kiln_var *co
     din[0] = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){hot, w, kiln_build_float(b, 0.0)}, NULL);
     return grad_done(b, din, 1);
 }
+
+/* ---- softmax, log_softmax ----------------------------------------------------------------- */
+/* Their own rules, from the result y (autodiff keeps them whole): the decomposition's max is a
+ * shift that cancels, and differentiating through it would cost four passes over x.
+ *   softmax:     dx = y * (dy - sum(dy * y))
+ *   log_softmax: dx = dy - exp(y) * sum(dy)          (sums along the axis, kept as 1) */
+static kiln_var *axis_sum(kiln_builder *b, const kiln_node *n, kiln_var *v) {
+    return kiln_build(b, KILN_OP_SUM, 1, &v, "axes=[%lld], keepdims=true", (long long)kiln_attr_int(n->op, n->attrs, "axis"));
+}
+
+kiln_status kiln_grad_softmax(kiln_builder *b, const kiln_node *n, kiln_var *const *in, kiln_var *y, kiln_var *dy, kiln_var **din) {
+    (void)in;
+    kiln_var *s = axis_sum(b, n, kiln_build2(b, KILN_OP_MULTIPLY, dy, y));
+    din[0] = kiln_build2(b, KILN_OP_MULTIPLY, y, kiln_build2(b, KILN_OP_SUBTRACT, dy, s));
+    return grad_done(b, din, 1);
+}
+
+kiln_status kiln_grad_log_softmax(kiln_builder *b, const kiln_node *n, kiln_var *const *in, kiln_var *y, kiln_var *dy,
+                                  kiln_var **din) {
+    (void)in;
+    kiln_var *s = axis_sum(b, n, dy);
+    din[0] = kiln_build2(b, KILN_OP_SUBTRACT, dy, kiln_build2(b, KILN_OP_MULTIPLY, kiln_build1(b, KILN_OP_EXP, y), s));
+    return grad_done(b, din, 1);
+}

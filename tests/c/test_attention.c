@@ -1,7 +1,7 @@
 /* test_attention.c — the fused attention ops: hand values, the forward and autodiff's backward
  * against the naive softmax(q k^T * scale + mask) v built from kiln ops (f32 / f64 / bf16),
  * finite differences, shape errors, the cost model, and the CUDA kernels (NVRTC here, a GPU
- * run against the reference kernels where one is present). */
+ * run against the reference kernels where one is present: TF32 off and on, chunked scratch). */
 #include "test.h"
 #include "dialects/cuda_dialect.h"
 #include "ops/cost.h"
@@ -262,9 +262,11 @@ TEST(attention_cuda_supports) {
         {"%q: f32[2, 5, 64], %k: f32[2, 7, 64], %v: f32[2, 7, 64]", true},
         {"%q: bf16[5, 128], %k: bf16[7, 128], %v: bf16[7, 128]", true},
         {"%q: f16[1, 2, 5, 8], %k: f16[1, 2, 7, 8], %v: f16[1, 2, 7, 8]", true},
-        {"%q: f64[5, 64], %k: f64[7, 64], %v: f64[7, 64]", false},   /* the reference kernel */
-        {"%q: f32[5, 256], %k: f32[7, 256], %v: f32[7, 256]", false}, /* D > 128 */
-        {"%q: f32[5, 16], %k: f32[7, 16], %v: f32[7, 8]", false},     /* Dv != D */
+        {"%q: f32[5, 256], %k: f32[7, 256], %v: f32[7, 256]", true},
+        {"%q: f32[5, 16], %k: f32[7, 16], %v: f32[7, 8]", true},
+        {"%q: f64[5, 64], %k: f64[7, 64], %v: f64[7, 64]", false}, /* the reference kernel */
+        {"%q: f32[5, 16], %k: f32[0, 16], %v: f32[0, 16]", false}, /* no keys: the host */
+        {"%q: f32[0, 5, 16], %k: f32[0, 7, 16], %v: f32[0, 7, 16]", false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln_context *ctx = kiln_context_new();
@@ -334,9 +336,9 @@ static void check_on_gpu(kiln_context *ctx, const kiln_backend *be, const kiln_n
 /* attention_forward and attention_backward (with a dlse) on the GPU against the reference kernels. */
 static void check_cuda_case(const kiln_backend *be, const attn_case *c, kiln_dtype dt, bool causal, double tol) {
     kiln_context *ctx = kiln_context_new();
-    char sq[64], sk[64], so[64], sl[64], text[1024], what[160];
+    char sq[64], sk[64], sv[64], so[64], sl[64], text[1024], what[160];
     case_shape(c, c->tq, c->d, sq, sizeof sq), case_shape(c, c->tk, c->d, sk, sizeof sk);
-    case_shape(c, c->tq, c->dv, so, sizeof so);
+    case_shape(c, c->tk, c->dv, sv, sizeof sv), case_shape(c, c->tq, c->dv, so, sizeof so);
     int64_t rows[3] = {c->b[0], c->b[1], 0}; /* the log-sum-exp's [b..., Tq] */
     rows[c->nb] = c->tq;
     kiln_shape_str(c->nb + 1, rows, sl, sizeof sl);
@@ -344,7 +346,7 @@ static void check_cuda_case(const kiln_backend *be, const attn_case *c, kiln_dty
     snprintf(text, sizeof text, "def @f(%%q: %s%s, %%k: %s%s, %%v: %s%s, %%do: %s%s, %%dl: f32%s) {\n"
              "  let %%r = attention_forward(%%q, %%k, %%v, causal=%s)\n  let %%o = get(%%r, index=0)\n  let %%l = get(%%r, index=1)\n"
              "  let %%g = attention_backward(%%q, %%k, %%v, %%o, %%l, %%do, %%dl, causal=%s)\n  return %%g\n}\n",
-             n, sq, n, sk, n, sk, n, so, sl, cs, cs);
+             n, sq, n, sk, n, sv, n, so, sl, cs, cs);
     kiln_module *m = kiln_module_parse(ctx, text, "cuda_attention.kir");
     kiln_function *f = m ? kiln_module_function(m, "f") : NULL;
     if (!f) {
@@ -361,8 +363,8 @@ static void check_cuda_case(const kiln_backend *be, const attn_case *c, kiln_dty
     if (fw.kind == KILN_VALUE_TUPLE) {
         kiln_value bin[7] = {in[0], in[1], in[2], kiln_value_tuple_get(fw, 0), kiln_value_tuple_get(fw, 1), in[3], in[4]};
         CHECK_OK(ctx, kiln_op_run(ctx, "attention_backward", 7, bin, attrs, &bw));
-        snprintf(what, sizeof what, "cuda %s Tq=%lld Tk=%lld D=%lld causal=%d", n, (long long)c->tq, (long long)c->tk,
-                 (long long)c->d, causal);
+        snprintf(what, sizeof what, "cuda %s Tq=%lld Tk=%lld D=%lld Dv=%lld causal=%d tf32=%d", n, (long long)c->tq,
+                 (long long)c->tk, (long long)c->d, (long long)c->dv, causal, kiln_cuda_tf32());
         const kiln_node *fn = f->body->first, *bn = fn->next->next->next;
         kiln_tensor *fin[3] = {in[0].tensor, in[1].tensor, in[2].tensor};
         kiln_tensor *fwant[2] = {kiln_value_tuple_get(fw, 0).tensor, kiln_value_tuple_get(fw, 1).tensor};
@@ -391,10 +393,23 @@ TEST(attention_cuda_vs_reference) {
     static const attn_case gpu_cases[] = {
         {0, {0}, 5, 7, 16, 16}, {1, {3}, 9, 4, 32, 32}, {2, {2, 3}, 6, 6, 64, 64}, {1, {2}, 70, 130, 16, 16},
         {2, {1, 2}, 130, 66, 128, 128}, {1, {3}, 33, 33, 24, 24}, {2, {1, 2}, 1024, 1024, 64, 64},
+        {1, {2}, 40, 50, 256, 256}, {1, {3}, 70, 60, 32, 16},
     };
     static const kiln_dtype dts[3] = {KILN_F32, KILN_BF16, KILN_F16};
     static const double tols[3] = {2e-4, 2e-2, 5e-3};
+    bool tf32 = kiln_cuda_tf32();
+    kiln_cuda_set_tf32(false); /* f32 GEMMs in full f32 for the tight tolerance */
     for (size_t i = 0; i < sizeof gpu_cases / sizeof gpu_cases[0]; i++)
         for (int t = 0; t < 3; t++)
             for (int causal = 0; causal < 2; causal++) check_cuda_case(be, &gpu_cases[i], dts[t], causal, tols[t]);
+    /* a 1 MiB scratch bound: chunks of 3 of the 6 matrices, and chunks of one matrix over the bound */
+    static const attn_case chunked[] = {{1, {6}, 200, 150, 32, 32}, {1, {2}, 600, 520, 16, 16}};
+    setenv("KILN_CUDA_ATTENTION_SCRATCH_MB", "1", 1);
+    for (size_t i = 0; i < sizeof chunked / sizeof chunked[0]; i++)
+        for (int t = 0; t < 3; t++) check_cuda_case(be, &chunked[i], dts[t], true, tols[t]);
+    unsetenv("KILN_CUDA_ATTENTION_SCRATCH_MB");
+    /* TF32 tensor cores (10-bit mantissas) for f32: a looser tolerance */
+    kiln_cuda_set_tf32(true);
+    for (int causal = 0; causal < 2; causal++) check_cuda_case(be, &gpu_cases[6], KILN_F32, causal, 1e-2);
+    kiln_cuda_set_tf32(tf32);
 }

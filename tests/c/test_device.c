@@ -311,8 +311,8 @@ TEST(device_cuda_donation_and_pools) {
 TEST(device_cuda_multi_tensor_update) {
     if (!have_gpu("device_cuda_multi_tensor_update")) return;
     const char *text =
-        "def @f(%a: f32[100], %b: f32[37, 5], %c: f32[4096], %ga: f32[100], %gb: f32[37, 5], %gc: f32[4096]) "
-        "-> (f32[100], f32[37, 5], f32[4096]) {\n"
+        "def @f(%a: f32[100], %b: f32[36, 5], %c: f32[4096], %ga: f32[100], %gb: f32[36, 5], %gc: f32[4096]) "
+        "-> (f32[100], f32[36, 5], f32[4096]) {\n"
         "  let %sa = multiply(%ga, 0.1)\n  let %na = subtract(%a, %sa)\n"
         "  let %sb = multiply(%gb, 0.1)\n  let %nb = subtract(%b, %sb)\n"
         "  let %sc = multiply(%gc, 0.1)\n  let %nc = subtract(%c, %sc)\n"
