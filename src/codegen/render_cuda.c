@@ -260,14 +260,16 @@ kiln_status kiln_codegen_cuda(kiln_context *ctx, const kiln_function *group, kil
     char *text = kiln_buf_take(&body.b);
     gen_out o = {.n = body.n, .cap = body.cap, .v = body.v, .oom = body.oom || !text};
     /* guarded, and the argument struct named after the kernel: a program's kernels concatenate
-     * into one NVRTC translation unit */
+     * into one NVRTC translation unit. The group's name stays out of the text, so groups that
+     * compute the same thing share one kernel (the symbol is the text's hash), which is what
+     * lets launches of them batch (multi_launch.c). */
     kiln_buf_puts(&o.b, "#ifndef KILN_CU_PREAMBLE\n#define KILN_CU_PREAMBLE\n");
     kiln_buf_puts(&o.b, CU_PREAMBLE);
     kiln_buf_puts(&o.b, GEN_PREAMBLE_COMMON);
     kiln_buf_printf(&o.b,
-                    "#endif\nstruct @SYM@_args { char *bufs[%d]; long long params[%d]; };\n/* kernel @%s */\n"
+                    "#endif\nstruct @SYM@_args { char *bufs[%d]; long long params[%d]; };\n"
                     "extern \"C\" __global__ void __launch_bounds__(%u) @SYM@(const @SYM@_args args) {\n%s}\n",
-                    group->n_params + group->body->n_results, o.n > 0 ? o.n : 1, group->name, g.block, text ? text : "");
+                    group->n_params + group->body->n_results, o.n > 0 ? o.n : 1, g.block, text ? text : "");
     free(text);
     s = gen_finish(ctx, group, &o, "kiln_cu_", out);
     if (s != KILN_OK) return s;

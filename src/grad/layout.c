@@ -40,17 +40,20 @@ kiln_status kiln_grad_tuple(kiln_builder *b, const kiln_node *n, kiln_var *const
 kiln_status kiln_grad_get(kiln_builder *b, const kiln_node *n, kiln_var *const *in, kiln_var *y, kiln_var *dy, kiln_var **din) {
     const kiln_type *t = in[0]->type;
     int64_t index = kiln_attr_int(n->op, n->attrs, "index");
-    kiln_var *items[256];
-    if (t->n_elems > 256) return kiln_error(b->region->func->module->ctx, KILN_ERR_UNSUPPORTED, "get: tuple of more than 256");
-    for (int i = 0; i < t->n_elems; i++) {
+    kiln_context *ctx = b->region->func->module->ctx;
+    kiln_var *small[8], **items = KILN_SCRATCH(small, t->n_elems);
+    if (!items) return kiln_error(ctx, KILN_ERR_OOM, "get: out of memory");
+    bool ok = true;
+    for (int i = 0; ok && i < t->n_elems; i++) {
         if (i == index) {
             items[i] = dy;
             continue;
         }
         kiln_var *e = kiln_build(b, KILN_OP_GET, 1, &in[0], "index=%d", i);
         items[i] = kiln_type_is_tensor(t->elems[i]) ? kiln_grad_zeros(b, e) : e;
-        if (!items[i]) return kiln_error_status(b->region->func->module->ctx);
+        ok = items[i] != NULL;
     }
-    din[0] = kiln_build(b, KILN_OP_TUPLE, t->n_elems, items, NULL);
-    return din[0] ? KILN_OK : kiln_error_status(b->region->func->module->ctx);
+    din[0] = ok ? kiln_build(b, KILN_OP_TUPLE, t->n_elems, items, NULL) : NULL;
+    kiln_scratch_free(items, small);
+    return din[0] ? KILN_OK : kiln_error_status(ctx);
 }

@@ -6,6 +6,15 @@
 
 #define OOM_NULL(ctx) (kiln_error((ctx), KILN_ERR_OOM, "out of memory building IR"), NULL)
 
+void *kiln_scratch(void *stack, size_t stack_size, size_t n, size_t elem_size) {
+    if (n * elem_size <= stack_size) return memset(stack, 0, n * elem_size);
+    return calloc(n, elem_size);
+}
+
+void kiln_scratch_free(void *p, const void *stack) {
+    if (p != stack) free(p);
+}
+
 kiln_module *kiln_module_new(kiln_context *ctx) {
     kiln_module *m = calloc(1, sizeof *m);
     if (!m) return OOM_NULL(ctx);
@@ -95,6 +104,10 @@ kiln_var *kiln_function_param(kiln_function *f, const char *name, kiln_type *typ
     if (!f) return NULL;
     if (!type) {
         kiln_error(f->module->ctx, KILN_ERR_TYPE, "parameter %%%s of @%s has no type", name ? name : "?", f->name);
+        return NULL;
+    }
+    if (f->n_params == KILN_MAX_VALUES) {
+        kiln_error(f->module->ctx, KILN_ERR_UNSUPPORTED, "@%s: more than %d parameters", f->name, KILN_MAX_VALUES);
         return NULL;
     }
     if (f->n_params == f->cap_params) {
@@ -226,15 +239,25 @@ static kiln_status infer_region(kiln_region *r) {
     return KILN_OK;
 }
 
+/* The tuple type of vars' types (NULL if one is untyped, or on OOM). Its element array is
+ * built in the module's arena: no stack array on inference's recursive path. */
+static const kiln_type *types_tuple(kiln_module *m, int n, kiln_var *const *vars) {
+    kiln_type *t = kiln_arena_alloc(&m->arena, sizeof *t);
+    const kiln_type **elems = kiln_arena_alloc(&m->arena, sizeof *elems * (size_t)(n ? n : 1));
+    if (!t || !elems) return NULL;
+    for (int i = 0; i < n; i++)
+        if (!(elems[i] = vars[i]->type)) return NULL;
+    t->kind = KILN_TYPE_TUPLE;
+    t->n_elems = n;
+    t->elems = elems;
+    return t;
+}
+
 /* The type a region's yield produces: one value is itself, several a tuple. */
 static const kiln_type *region_result_type(kiln_region *r) {
-    if (r->n_results < 0) return NULL;
-    const kiln_type *ts[256];
-    if (r->n_results > (int)KILN_COUNTOF(ts)) return NULL;
-    for (int i = 0; i < r->n_results; i++)
-        if (!(ts[i] = r->results[i]->type)) return NULL;
-    if (r->n_results == 1) return ts[0];
-    return kiln_type_tuple_a(&r->func->module->arena, r->n_results, ts);
+    if (r->n_results < 0 || r->n_results > KILN_MAX_VALUES) return NULL;
+    if (r->n_results == 1) return r->results[0]->type;
+    return types_tuple(r->func->module, r->n_results, r->results);
 }
 
 static kiln_status infer_if(kiln_node *n) {
@@ -272,12 +295,9 @@ static kiln_status infer_while(kiln_node *n) {
                              kiln_type_cstr(n->loop[i]->type, tb, sizeof tb),
                              kiln_type_cstr(body->results[i]->type, eb, sizeof eb));
     if (n->n_loop == 1) n->out->type = n->loop[0]->type;
-    else {
-        const kiln_type *ts[256];
-        if (n->n_loop > 256) return node_fail(n, "more than 256 loop variables");
-        for (int i = 0; i < n->n_loop; i++) ts[i] = n->loop[i]->type;
-        n->out->type = kiln_type_tuple_a(&n->parent->func->module->arena, n->n_loop, ts);
-    }
+    else if (n->n_loop > KILN_MAX_VALUES) return node_fail(n, "more than %d loop variables", KILN_MAX_VALUES);
+    else if (!(n->out->type = types_tuple(n->parent->func->module, n->n_loop, n->loop)))
+        return kiln_error(n->parent->func->module->ctx, KILN_ERR_OOM, "out of memory inferring types");
     return KILN_OK;
 }
 
@@ -328,12 +348,14 @@ kiln_status kiln_node_infer(kiln_node *n) {
         if (!(info->dtypes & DT_(t->dtype)))
             return node_fail(n, "input 0 has dtype %s, which this op does not take", kiln_type_cstr(t, tb, sizeof tb));
     }
-    const kiln_type *in[256];
-    if (n->n_in > 256) return node_fail(n, "more than 256 inputs");
+    if (n->n_in > KILN_MAX_VALUES) return node_fail(n, "more than %d inputs", KILN_MAX_VALUES);
+    const kiln_type *small[8], **in = KILN_SCRATCH(small, n->n_in);
+    if (!in) return kiln_error(ctx, KILN_ERR_OOM, "out of memory inferring types");
     for (int i = 0; i < n->n_in; i++) in[i] = n->in[i]->type;
     kiln_shape_args a = {ctx, &n->parent->func->module->arena, n->op, n->attrs, n->n_in, in,
                          kiln_node_where(n, where, sizeof where)};
     const kiln_type *t = info->shape(&a);
+    kiln_scratch_free(in, small);
     if (!t) return kiln_error_status(ctx) ? kiln_error_status(ctx) : node_fail(n, "shape rule failed");
     n->out->type = t;
     return KILN_OK;
@@ -399,6 +421,10 @@ static kiln_status check_open(kiln_region *r) {
 
 static bool check_inputs(kiln_region *r, const char *what, int n_in, kiln_var *const *in) {
     kiln_context *ctx = r->func->module->ctx;
+    if (n_in < 0 || n_in > KILN_MAX_VALUES) {
+        kiln_error(ctx, KILN_ERR_UNSUPPORTED, "%s in @%s: %d values (at most %d)", what, r->func->name, n_in, KILN_MAX_VALUES);
+        return false;
+    }
     for (int i = 0; i < n_in; i++)
         if (!in || !in[i]) { /* keep the error of the failed call that produced the NULL */
             if (ctx->status == KILN_OK)

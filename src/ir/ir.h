@@ -6,6 +6,19 @@
 #include "core/core.h"
 #include "ops/ops.h"
 
+/* The most values one node takes (operands, call arguments, a while's loop variables), one
+ * yield or return gives, one tuple type holds, and one function takes as parameters. A training
+ * step returns a value per parameter and per optimizer state (GPT-2: 445). Nesting has its own,
+ * smaller limits (regions 256 deep, types 64 deep: parser.c, lexer.c). */
+#define KILN_MAX_VALUES 65536
+
+/* Zeroed scratch for n elements of elem_size bytes: `stack` (stack_size bytes, a small local
+ * array) when they fit, else calloc'd; NULL on OOM (no message). Release with kiln_scratch_free.
+ * KILN_SCRATCH(arr, n) passes a local array. For arrays indexed by counts up to KILN_MAX_VALUES. */
+void *kiln_scratch(void *stack, size_t stack_size, size_t n, size_t elem_size);
+void kiln_scratch_free(void *p, const void *stack);
+#define KILN_SCRATCH(arr, n) kiln_scratch((arr), sizeof(arr), (size_t)(n), sizeof((arr)[0]))
+
 /* LIST: a sequence of values of one type (elems[0]) whose length is known only at run time;
  * autodiff saves a while loop's per-iteration state in one. */
 typedef enum kiln_type_kind { KILN_TYPE_TENSOR, KILN_TYPE_SCALAR, KILN_TYPE_TUPLE, KILN_TYPE_LIST } kiln_type_kind;

@@ -251,23 +251,46 @@ static kiln_status parse_shape(kiln_lexer *lx, int *ndim, int64_t *shape) {
 }
 
 /* Tuple and list types recurse; `depth` bounds their nesting so hostile input cannot exhaust the
- * stack (each level holds 256 element pointers). The limits are above what ops produce (256
- * elements: the most a node or region takes; autodiff nests lists of tuples a few levels). */
+ * stack (each level keeps a few element pointers there; longer tuples grow on the heap). The
+ * limits are above what ops produce (KILN_MAX_VALUES elements: the most a node or region takes;
+ * autodiff nests lists of tuples a few levels). */
 #define MAX_TYPE_NESTING 64
+static kiln_status parse_type_at(kiln_lexer *lx, const kiln_type **out, int depth);
+
+/* The elements of a tuple type after its '(' (consumed), through its ')'. */
+static kiln_status parse_tuple_type(kiln_lexer *lx, const kiln_type **out, int depth) {
+    const kiln_type *small[8], **elems = small;
+    int n = 0, cap = (int)KILN_COUNTOF(small);
+    kiln_status s = KILN_OK;
+    while (!s && !kiln_lex_is(lx, ')')) {
+        if (n == KILN_MAX_VALUES) {
+            s = kiln_lex_error(lx, "tuple type with more than %d elements", KILN_MAX_VALUES);
+            break;
+        }
+        if (n == cap) { /* double, off the stack */
+            const kiln_type **g = malloc(sizeof *g * (size_t)cap * 2);
+            if (!g) {
+                s = kiln_error(lx->ctx, KILN_ERR_OOM, "out of memory");
+                break;
+            }
+            memcpy(g, elems, sizeof *g * (size_t)n);
+            if (elems != small) free(elems);
+            elems = g, cap *= 2;
+        }
+        if (parse_type_at(lx, &elems[n++], depth + 1)) s = KILN_ERR_PARSE;
+        else if (!kiln_lex_is(lx, ')') && kiln_lex_expect(lx, ',', "',' or ')' in a tuple type")) s = KILN_ERR_PARSE;
+    }
+    if (!s && !kiln_lex_next(lx)) s = KILN_ERR_PARSE;
+    if (!s && !(*out = kiln_type_tuple_a(lx->arena, n, elems))) s = kiln_error(lx->ctx, KILN_ERR_OOM, "out of memory");
+    if (elems != small) free(elems);
+    return s;
+}
+
 static kiln_status parse_type_at(kiln_lexer *lx, const kiln_type **out, int depth) {
     if (kiln_lex_accept(lx, '(')) {
         if (depth >= MAX_TYPE_NESTING)
             return kiln_lex_error(lx, "types nested more than %d deep", MAX_TYPE_NESTING);
-        const kiln_type *elems[256];
-        int n = 0;
-        while (!kiln_lex_is(lx, ')')) {
-            if (n == (int)KILN_COUNTOF(elems)) return kiln_lex_error(lx, "tuple type with more than 256 elements");
-            if (parse_type_at(lx, &elems[n++], depth + 1)) return KILN_ERR_PARSE;
-            if (!kiln_lex_is(lx, ')') && kiln_lex_expect(lx, ',', "',' or ')' in a tuple type")) return KILN_ERR_PARSE;
-        }
-        if (!kiln_lex_next(lx)) return KILN_ERR_PARSE;
-        *out = kiln_type_tuple_a(lx->arena, n, elems);
-        return *out ? KILN_OK : kiln_error(lx->ctx, KILN_ERR_OOM, "out of memory");
+        return parse_tuple_type(lx, out, depth);
     }
     if (kiln_lex_is_ident(lx, "list")) { /* list(T) */
         const kiln_type *elem;

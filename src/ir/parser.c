@@ -7,7 +7,6 @@
 #include <string.h>
 
 #define MAX_NESTING 256 /* regions inside regions: bounds the parser's (and inference's) recursion */
-#define MAX_VALUES 256  /* operands of one node, values of one yield: what inference handles */
 #define NAME_SHOWN 60   /* longest name quoted in a message */
 
 /* ---- string map (open addressing, linear probing) ---------------------------------------- */
@@ -219,7 +218,7 @@ static kiln_status parse_operand_list(parser *p, char end, bool allow_attrs) {
     for (;;) {
         if (allow_attrs && p->lx.tok.kind == KILN_TOK_IDENT && !is_literal_word(p)) return KILN_OK;
         kiln_var *v;
-        if (p->n_vals == MAX_VALUES) return ERR(p, "more than %d operands", MAX_VALUES);
+        if (p->n_vals == KILN_MAX_VALUES) return ERR(p, "more than %d operands", KILN_MAX_VALUES);
         if (parse_operand(p, &v) || PUSH(p, p->vals, p->n_vals, p->cap_vals, v)) return kiln_error_status(p->ctx);
         if (!is_punct(p, ',')) break;
         if (next(p)) return KILN_ERR_PARSE;
@@ -351,7 +350,7 @@ static kiln_status parse_while(parser *p, kiln_region *r, kiln_var **out) {
         kiln_var *v;
         if (p->lx.tok.kind != KILN_TOK_VAR)
             return ERR(p, "expected a loop variable %%name, found %s", describe(p, d, sizeof d));
-        if (p->n_names == MAX_VALUES) return ERR(p, "more than %d loop variables", MAX_VALUES);
+        if (p->n_names == KILN_MAX_VALUES) return ERR(p, "more than %d loop variables", KILN_MAX_VALUES);
         if (PUSH(p, p->names, p->n_names, p->cap_names, p->lx.tok)) return KILN_ERR_OOM;
         if (next(p) || expect(p, '=', "'=' and the loop variable's initial value") || parse_operand(p, &v) ||
             PUSH(p, p->vals, p->n_vals, p->cap_vals, v))
@@ -456,6 +455,7 @@ static kiln_status parse_header(parser *p, kiln_function *f, bool pass2) {
     if (expect(p, '(', "'(' starting the parameters")) return KILN_ERR_PARSE;
     for (int i = 0; !is_punct(p, ')'); i++) {
         if (p->lx.tok.kind != KILN_TOK_VAR) return ERR(p, "expected a parameter %%name, found %s", describe(p, d, sizeof d));
+        if (i == KILN_MAX_VALUES) return ERR(p, "more than %d parameters", KILN_MAX_VALUES);
         kiln_token name = p->lx.tok;
         const kiln_type *t;
         if (next(p) || expect(p, ':', "':' and the parameter's type") || kiln_parse_type(&p->lx, &t)) return KILN_ERR_PARSE;

@@ -143,11 +143,10 @@ static double composite_flops(cost_walk *w, const kiln_node *n) {
     kiln_module *m = kiln_module_new(ctx);
     kiln_function *g = m ? kiln_function_detached(m, info->name) : NULL;
     double c = 0;
-    kiln_var *params[256];
-    bool ok = g && n->n_in <= 256;
-    for (int i = 0; ok && i < n->n_in; i++) ok = (params[i] = kiln_function_param(g, NULL, (kiln_type *)n->in[i]->type));
+    bool ok = g != NULL;
+    for (int i = 0; ok && i < n->n_in; i++) ok = kiln_function_param(g, NULL, (kiln_type *)n->in[i]->type) != NULL;
     kiln_builder b = {g ? g->body : NULL, NULL, n->line, n->col};
-    if (ok && info->decompose(&b, n, params)) c = call_cost(w, g);
+    if (ok && info->decompose(&b, n, g->params)) c = call_cost(w, g);
     else kiln_error_clear(ctx); /* an estimate: a node that cannot expand counts 0 */
     kiln_module_free(m);
     return c;

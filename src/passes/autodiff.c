@@ -13,11 +13,20 @@ typedef struct ad_state {
     int cap;
 } ad_state;
 
-/* Adjoints by var id; grown as passes add variables. */
+/* Adjoints by var id; grown as passes add variables. A tuple's adjoint may also have pending
+ * parts: its elements' adjoints (NULL: zero, an array in the arena) gathered from the `get`s of
+ * it, made into one tuple when it is read (adj_settle). Through the get's gradient rule, each
+ * of n gets of an n-tuple would build an n-tuple: n^2 nodes for a wide while or call. */
 typedef struct adj_map {
     kiln_var **v;
+    kiln_var ***parts;
     int cap;
 } adj_map;
+
+static void adj_free(adj_map *am) {
+    free(am->v);
+    free(am->parts);
+}
 
 /* Grows `needs` (and `adj` when given) to the function's current variable count. */
 static kiln_status ad_grow(ad_state *ad, adj_map *adj) {
@@ -32,9 +41,12 @@ static kiln_status ad_grow(ad_state *ad, adj_map *adj) {
     }
     if (adj && n > adj->cap) {
         kiln_var **a = realloc(adj->v, sizeof *a * (size_t)n);
-        if (!a) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
+        if (a) adj->v = a;
+        kiln_var ***p = a ? realloc(adj->parts, sizeof *p * (size_t)n) : NULL;
+        if (!p) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
+        adj->parts = p;
         memset(a + adj->cap, 0, sizeof *a * (size_t)(n - adj->cap));
-        adj->v = a;
+        memset(p + adj->cap, 0, sizeof *p * (size_t)(n - adj->cap));
         adj->cap = n;
     }
     return KILN_OK;
@@ -67,6 +79,32 @@ static void mark_needs(ad_state *ad, kiln_region *r) {
     }
 }
 
+/* A zeroed array of n var pointers in m's arena. The lists below are as long as a node's operands
+ * (up to KILN_MAX_VALUES) and the sweep recurses over nested regions: they stay off the stack. */
+static kiln_var **ad_vars(kiln_module *m, int n) {
+    kiln_var **a = kiln_arena_alloc(&m->arena, sizeof *a * (size_t)(n > 0 ? n : 1));
+    if (!a) kiln_error(m->ctx, KILN_ERR_OOM, "autodiff: out of memory");
+    return a;
+}
+
+/* A list of vars growing in the module's arena. */
+typedef struct var_list {
+    kiln_var **v;
+    int n, cap;
+} var_list;
+
+static kiln_status var_list_push(kiln_module *m, var_list *l, kiln_var *v) {
+    if (l->n == l->cap) {
+        kiln_var **a = ad_vars(m, l->cap ? l->cap * 2 : 8);
+        if (!a) return KILN_ERR_OOM;
+        if (l->n) memcpy(a, l->v, sizeof *a * (size_t)l->n);
+        l->v = a;
+        l->cap = l->cap ? l->cap * 2 : 8;
+    }
+    l->v[l->n++] = v;
+    return KILN_OK;
+}
+
 /* adj[v] += g (tuples elementwise). */
 static kiln_status accumulate(kiln_builder *b, adj_map *am, kiln_var *v, kiln_var *g) {
     kiln_var **adj = am->v;
@@ -77,9 +115,9 @@ static kiln_status accumulate(kiln_builder *b, adj_map *am, kiln_var *v, kiln_va
         return KILN_OK;
     }
     if (v->type->kind == KILN_TYPE_TUPLE) {
-        kiln_var *items[256];
         int n = v->type->n_elems;
-        if (n > 256) return kiln_error(b->region->func->module->ctx, KILN_ERR_UNSUPPORTED, "autodiff: tuple of more than 256");
+        kiln_var **items = ad_vars(b->region->func->module, n);
+        if (!items) return KILN_ERR_OOM;
         for (int i = 0; i < n; i++) {
             kiln_var *x = kiln_build(b, KILN_OP_GET, 1, &old, "index=%d", i), *y = kiln_build(b, KILN_OP_GET, 1, &g, "index=%d", i);
             items[i] = kiln_type_is_tensor(v->type->elems[i]) ? kiln_build2(b, KILN_OP_ADD, x, y) : x;
@@ -89,6 +127,35 @@ static kiln_status accumulate(kiln_builder *b, adj_map *am, kiln_var *v, kiln_va
         adj[v->id] = kiln_build2(b, KILN_OP_ADD, old, g);
     }
     return adj[v->id] ? KILN_OK : kiln_error_status(b->region->func->module->ctx);
+}
+
+/* The pending part `index` of tuple t's adjoint += g (scalar elements keep their first value,
+ * as accumulate does). */
+static kiln_status accumulate_part(kiln_builder *b, adj_map *am, kiln_var *t, int index, kiln_var *g) {
+    kiln_module *m = b->region->func->module;
+    if (!am->parts[t->id] && !(am->parts[t->id] = ad_vars(m, t->type->n_elems))) return KILN_ERR_OOM;
+    kiln_var **p = &am->parts[t->id][index];
+    *p = !*p ? g : kiln_type_is_tensor(t->type->elems[index]) ? kiln_build2(b, KILN_OP_ADD, *p, g) : *p;
+    return *p ? KILN_OK : kiln_error_status(m->ctx);
+}
+
+/* Folds v's pending parts into its adjoint (as the get's gradient rule would: zeros for the
+ * tensor elements without one, the value itself for the others). Call before reading adj[v]. */
+static kiln_status adj_settle(kiln_builder *b, adj_map *am, kiln_var *v) {
+    kiln_var **parts = v->kind == KILN_VAR_LITERAL || v->id >= am->cap ? NULL : am->parts[v->id];
+    if (!parts) return KILN_OK;
+    am->parts[v->id] = NULL;
+    const kiln_type *t = v->type;
+    kiln_module *m = b->region->func->module;
+    kiln_var **items = ad_vars(m, t->n_elems);
+    if (!items) return KILN_ERR_OOM;
+    for (int i = 0; i < t->n_elems; i++) {
+        if ((items[i] = parts[i])) continue;
+        kiln_var *e = kiln_build(b, KILN_OP_GET, 1, &v, "index=%d", i);
+        if (!(items[i] = e && kiln_type_is_tensor(t->elems[i]) ? kiln_grad_zeros(b, e) : e)) return kiln_error_status(m->ctx);
+    }
+    kiln_var *g = kiln_build(b, KILN_OP_TUPLE, t->n_elems, items, NULL);
+    return g ? accumulate(b, am, v, g) : kiln_error_status(m->ctx);
 }
 
 static bool float_valued(const kiln_type *t) {
@@ -102,7 +169,7 @@ static bool float_valued(const kiln_type *t) {
 
 /* Outer values (defined outside node n) read inside n's regions that need a gradient, each
  * listed once. */
-static void outer_reads(const ad_state *ad, const kiln_region *r, const kiln_node *owner, kiln_var **out, int *n, int max) {
+static kiln_status outer_reads(const ad_state *ad, const kiln_region *r, const kiln_node *owner, var_list *out) {
     for (const kiln_node *c = r->first; c; c = c->next) {
         for (int i = 0; i < c->n_in; i++) {
             kiln_var *v = c->in[i];
@@ -110,18 +177,20 @@ static void outer_reads(const ad_state *ad, const kiln_region *r, const kiln_nod
             bool inside = false; /* defined within owner's regions? */
             for (const kiln_node *d = v->def; d && !inside; d = d->parent->owner) inside = d == owner;
             bool seen = false;
-            for (int k = 0; k < *n; k++) seen |= out[k] == v;
-            if (!inside && !seen && *n < max) out[(*n)++] = v;
+            for (int k = 0; k < out->n; k++) seen |= out->v[k] == v;
+            if (!inside && !seen && var_list_push(ad->g->module, out, v)) return KILN_ERR_OOM;
         }
-        for (int k = 0; k < c->n_regions; k++) outer_reads(ad, c->regions[k], owner, out, n, max);
+        for (int k = 0; k < c->n_regions; k++)
+            if (outer_reads(ad, c->regions[k], owner, out)) return KILN_ERR_OOM;
     }
     for (int i = 0; i < r->n_results; i++) {
         kiln_var *v = r->results[i];
         bool inside = false, seen = false;
         for (const kiln_node *d = v->kind == KILN_VAR_RESULT ? v->def : NULL; d && !inside; d = d->parent->owner) inside = d == owner;
-        for (int k = 0; k < *n; k++) seen |= out[k] == v;
-        if (needed(ad, v) && float_valued(v->type) && !inside && !seen && *n < max) out[(*n)++] = v;
+        for (int k = 0; k < out->n; k++) seen |= out->v[k] == v;
+        if (needed(ad, v) && float_valued(v->type) && !inside && !seen && var_list_push(ad->g->module, out, v)) return KILN_ERR_OOM;
     }
+    return KILN_OK;
 }
 
 static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map *adj);
@@ -130,9 +199,11 @@ static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map 
  * the forward branch, sweep it from dy, and yield the adjoints of the outer values read. */
 static kiln_status backward_if(ad_state *ad, kiln_builder *b, kiln_node *n, kiln_var *dy, adj_map *adj) {
     kiln_context *ctx = ad->g->module->ctx;
-    kiln_var *outer[256];
-    int n_outer = 0;
-    for (int k = 0; k < 2; k++) outer_reads(ad, n->regions[k], n, outer, &n_outer, 256);
+    var_list ol = {NULL, 0, 0};
+    for (int k = 0; k < 2; k++)
+        if (outer_reads(ad, n->regions[k], n, &ol)) return KILN_ERR_OOM;
+    kiln_var **outer = ol.v;
+    int n_outer = ol.n;
     if (!n_outer) return KILN_OK;
     kiln_node *bif = kiln_emit_if(b->region, n->in[0]);
     if (!bif) return kiln_error_status(ctx);
@@ -141,13 +212,14 @@ static kiln_status backward_if(ad_state *ad, kiln_builder *b, kiln_node *n, kiln
         kiln_cloner c = {ad->g, calloc((size_t)ad->g->n_vars, sizeof(kiln_var *)), ad->g->n_vars};
         if (!c.map) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
         kiln_status s = kiln_clone_region_into(&c, n->regions[k], br, NULL, false);
-        kiln_var *res[256];
         int nr = n->regions[k]->n_results;
-        for (int i = 0; i < nr && i < 256; i++) res[i] = kiln_clone_var(&c, n->regions[k]->results[i]);
+        kiln_var **res = ad_vars(ad->g->module, nr), **ys = ad_vars(ad->g->module, n_outer);
+        if (!res || !ys) s = KILN_ERR_OOM;
+        for (int i = 0; i < nr && !s; i++) res[i] = kiln_clone_var(&c, n->regions[k]->results[i]);
         free(c.map);
         if (s || ad_grow(ad, NULL)) return kiln_error_status(ctx);
         mark_needs(ad, br);
-        adj_map local = {NULL, 0};
+        adj_map local = {NULL, NULL, 0};
         kiln_builder lb = {br, NULL, n->line, n->col};
         kiln_node *last = br->last;
         s = ad_grow(ad, &local);
@@ -158,13 +230,13 @@ static kiln_status backward_if(ad_state *ad, kiln_builder *b, kiln_node *n, kiln
         }
         if (!s) s = sweep(ad, br, last, &local);
         if (!s) s = ad_grow(ad, &local);
-        kiln_var *ys[256];
         for (int i = 0; i < n_outer && !s; i++) {
+            if ((s = adj_settle(&lb, &local, outer[i]))) break;
             kiln_var *a = local.v[outer[i]->id];
             ys[i] = a ? a : kiln_grad_zeros(&lb, outer[i]);
             if (!ys[i]) s = kiln_error_status(ctx);
         }
-        free(local.v);
+        adj_free(&local);
         if (s || kiln_region_yield(br, n_outer, ys)) return kiln_error_status(ctx);
     }
     kiln_var *res = kiln_node_result(bif);
@@ -186,8 +258,8 @@ static kiln_node *save_iterations(ad_state *ad, kiln_node *w) {
     kiln_region *r = w->parent;
     int k = w->n_loop;
     kiln_builder b = {r, w, w->line, w->col};
-    kiln_var *init[257];
-    if (k > 256) return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: while with more than 256 loop variables"), NULL;
+    kiln_var **init = ad_vars(g->module, k + 1), **next = ad_vars(g->module, k + 1), **parts = ad_vars(g->module, k);
+    if (!init || !next || !parts) return NULL;
     for (int i = 0; i < k; i++) init[i] = w->in[i];
     kiln_var *example = kiln_build(&b, KILN_OP_TUPLE, k, init, NULL);
     if (!example || !(init[k] = kiln_build(&b, KILN_OP_LIST_NEW, 1, &example, NULL))) return NULL;
@@ -207,14 +279,13 @@ static kiln_node *save_iterations(ad_state *ad, kiln_node *w) {
     kiln_var *pushed = state ? kiln_build2(&bb, KILN_OP_LIST_PUSH, w2->loop[k], state) : NULL;
     kiln_status s = pushed ? kiln_clone_region_into(&c, w->regions[0], w2->regions[0], NULL, true) : KILN_ERR_OOM;
     if (!s) s = kiln_clone_region_into(&c, w->regions[1], w2->regions[1], NULL, false);
-    kiln_var *next[257];
     for (int i = 0; i < k && !s; i++) next[i] = kiln_clone_var(&c, w->regions[1]->results[i]);
     free(c.map);
     next[k] = pushed;
     if (s || kiln_region_yield(w2->regions[1], k + 1, next) || !kiln_node_result(w2)) return NULL;
     /* the old result: the first k loop values of the new loop */
     b.before = w;
-    kiln_var *parts[256], *res = w2->out, *old;
+    kiln_var *res = w2->out, *old;
     for (int i = 0; i < k; i++)
         if (!(parts[i] = kiln_build(&b, KILN_OP_GET, 1, &res, "index=%d", i))) return NULL;
     old = k == 1 ? parts[0] : kiln_build(&b, KILN_OP_TUPLE, k, parts, NULL);
@@ -242,13 +313,19 @@ static kiln_status backward_while(ad_state *ad, kiln_builder *b, kiln_node *w, k
     kiln_function *g = ad->g;
     kiln_context *ctx = g->module->ctx;
     int k = w->n_loop - 1; /* the last loop variable is the saved-state list */
-    int fl[256], nf = 0;
+    int *fl = kiln_arena_alloc(&g->module->arena, sizeof *fl * (size_t)(k + 1)), nf = 0;
+    if (!fl) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
     for (int i = 0; i < k; i++)
         if (float_valued(w->loop[i]->type) && w->loop[i]->type->kind == KILN_TYPE_TENSOR) fl[nf++] = i;
-    kiln_var *outer[256];
-    int n_outer = 0;
-    for (int r = 0; r < 2; r++) outer_reads(ad, w->regions[r], w, outer, &n_outer, 256);
-    kiln_var *init[513];
+    var_list ol = {NULL, 0, 0};
+    for (int r = 0; r < 2; r++)
+        if (outer_reads(ad, w->regions[r], w, &ol)) return KILN_ERR_OOM;
+    kiln_var **outer = ol.v;
+    int n_outer = ol.n;
+    /* loop variables of the backward loop: the float adjoints, the saved list, the outer adjoints */
+    kiln_var **init = ad_vars(g->module, nf + 1 + n_outer), **next = ad_vars(g->module, nf + 1 + n_outer);
+    kiln_var **state = ad_vars(g->module, k), **res = ad_vars(g->module, k);
+    if (!init || !next || !state || !res) return KILN_ERR_OOM;
     int m = 0;
     for (int j = 0; j < nf; j++)
         if (!(init[m++] = kiln_build(b, KILN_OP_GET, 1, &dy, "index=%d", fl[j]))) return kiln_error_status(ctx);
@@ -273,7 +350,6 @@ static kiln_status backward_while(ad_state *ad, kiln_builder *b, kiln_node *w, k
     if (!rest || !st) return kiln_error_status(ctx);
     kiln_cloner c = {g, calloc((size_t)g->n_vars, sizeof(kiln_var *)), g->n_vars};
     if (!c.map) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
-    kiln_var *state[256];
     kiln_status s = KILN_OK;
     for (int i = 0; i < k && !s; i++) {
         state[i] = kiln_build(&lb, KILN_OP_GET, 1, &st, "index=%d", i);
@@ -286,30 +362,30 @@ static kiln_status backward_while(ad_state *ad, kiln_builder *b, kiln_node *w, k
     kiln_region view = *fb;
     view.first = first_real;
     if (!s) s = kiln_clone_region_into(&c, &view, body, NULL, false);
-    kiln_var *res[256];
     for (int i = 0; i < k && !s; i++) res[i] = kiln_clone_var(&c, fb->results[i]);
     free(c.map);
     if (s || ad_grow(ad, NULL)) return kiln_error_status(ctx);
     for (int j = 0; j < nf; j++) ad->needs[state[fl[j]]->id] = true;
     mark_needs(ad, body);
-    adj_map local = {NULL, 0};
+    adj_map local = {NULL, NULL, 0};
     kiln_node *last = body->last;
     s = ad_grow(ad, &local);
     for (int j = 0; j < nf && !s; j++) s = accumulate(&lb, &local, res[fl[j]], lv[j]);
     if (!s) s = sweep(ad, body, last, &local);
     if (!s) s = ad_grow(ad, &local);
-    kiln_var *next[513];
     int q = 0;
     for (int j = 0; j < nf && !s; j++) {
+        if ((s = adj_settle(&lb, &local, state[fl[j]]))) break;
         kiln_var *a = local.v[state[fl[j]]->id];
         if (!(next[q++] = a ? a : kiln_grad_zeros(&lb, state[fl[j]]))) s = kiln_error_status(ctx);
     }
     next[q++] = rest;
     for (int j = 0; j < n_outer && !s; j++) {
+        if ((s = adj_settle(&lb, &local, outer[j]))) break;
         kiln_var *a = local.v[outer[j]->id], *acc = lv[nf + 1 + j];
         if (!(next[q++] = a ? kiln_build2(&lb, KILN_OP_ADD, acc, a) : acc)) s = kiln_error_status(ctx);
     }
-    free(local.v);
+    adj_free(&local);
     if (s || kiln_region_yield(body, q, next)) return kiln_error_status(ctx);
     kiln_var *out = kiln_node_result(bw);
     if (!out || ad_grow(ad, adj)) return kiln_error_status(ctx);
@@ -331,12 +407,17 @@ static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map 
     kiln_context *ctx = ad->g->module->ctx;
     kiln_builder b = {r, NULL, 0, 0};
     for (kiln_node *n = last; n; n = n->prev) {
-        if (ad_grow(ad, adj)) return kiln_error_status(ctx);
+        b.line = n->line, b.col = n->col;
+        if (ad_grow(ad, adj) || adj_settle(&b, adj, n->out)) return kiln_error_status(ctx);
         kiln_var *dy = adj->v[n->out->id];
         if (!dy || !reads_needed(ad, n)) continue;
         const kiln_op_info *info = kiln_op_info_get(n->op);
         char where[256];
-        b.line = n->line, b.col = n->col;
+        if (n->op == KILN_OP_GET && n->in[0]->type->kind == KILN_TYPE_TUPLE) { /* see adj_map */
+            if (needed(ad, n->in[0]) && (ad_grow(ad, adj) || accumulate_part(&b, adj, n->in[0], (int)n->attrs[0].i, dy)))
+                return kiln_error_status(ctx);
+            continue;
+        }
         if (n->op == KILN_OP_IF || n->op == KILN_OP_WHILE) {
             if ((n->op == KILN_OP_IF ? backward_if : backward_while)(ad, &b, n, dy, adj)) return kiln_error_status(ctx);
             continue;
@@ -348,14 +429,16 @@ static kiln_status sweep(ad_state *ad, kiln_region *r, kiln_node *last, adj_map 
             return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: op '%s' at %s %s", info->name, kiln_node_where(n, where, sizeof where),
                               info->flags & F_DIFF ? "has no gradient rule yet" : "is not differentiable, and a gradient flows through it");
         }
-        kiln_var *din[256] = {0};
-        if (info->grad(&b, n, n->in, n->out, dy, din))
-            return kiln_error_status(ctx) ? kiln_error_status(ctx)
-                                          : kiln_error(ctx, KILN_ERR_INTERNAL, "autodiff: gradient rule of '%s' at %s failed",
-                                                       info->name, kiln_node_where(n, where, sizeof where));
-        if (ad_grow(ad, adj)) return kiln_error_status(ctx);
-        for (int i = 0; i < n->n_in; i++)
-            if (needed(ad, n->in[i]) && accumulate(&b, adj, n->in[i], din[i])) return kiln_error_status(ctx);
+        kiln_var *din_s[8], **din = KILN_SCRATCH(din_s, n->n_in); /* heap when long: sweep recurses */
+        if (!din) return kiln_error(ctx, KILN_ERR_OOM, "autodiff: out of memory");
+        kiln_status s = info->grad(&b, n, n->in, n->out, dy, din);
+        if (s && !kiln_error_status(ctx))
+            kiln_error(ctx, KILN_ERR_INTERNAL, "autodiff: gradient rule of '%s' at %s failed", info->name, kiln_node_where(n, where, sizeof where));
+        if (!s) s = ad_grow(ad, adj);
+        for (int i = 0; i < n->n_in && !s; i++)
+            if (needed(ad, n->in[i])) s = accumulate(&b, adj, n->in[i], din[i]);
+        kiln_scratch_free(din, din_s);
+        if (s) return kiln_error_status(ctx);
     }
     return KILN_OK;
 }
@@ -375,8 +458,9 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
         kiln_error(ctx, KILN_ERR_TYPE, "autodiff: @%s returns nothing to differentiate", f->name);
         return NULL;
     }
-    if (n_wrt > 256) {
-        kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: more than 256 parameters");
+    if (n_wrt < 0 || n_wrt >= KILN_MAX_VALUES) {
+        kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: %d parameters to differentiate (the result holds the value and a "
+                   "gradient each: at most %d)", n_wrt, KILN_MAX_VALUES - 1);
         return NULL;
     }
     for (int i = 0; i < n_wrt; i++)
@@ -388,7 +472,7 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
     if (!g) return NULL;
     kiln_cloner c = {g, calloc((size_t)(f->n_vars ? f->n_vars : 1), sizeof(kiln_var *)), f->n_vars};
     ad_state ad = {g, NULL, 0};
-    adj_map adj = {NULL, 0};
+    adj_map adj = {NULL, NULL, 0};
     kiln_function *result = NULL;
     char tb[256];
     if (!c.map) {
@@ -417,11 +501,12 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
     kiln_builder b = {g->body, NULL, 0, 0};
     if (!(adj.v[loss->id] = kiln_build(&b, KILN_OP_ONES_LIKE, 1, &loss, NULL))) goto done;
     if (sweep(&ad, g->body, last_forward, &adj) || ad_grow(&ad, &adj)) goto done;
-    kiln_var *outs[257];
+    kiln_var **outs = ad_vars(m, 1 + n_wrt);
+    if (!outs) goto done;
     outs[0] = loss;
     for (int i = 0; i < n_wrt; i++) {
         kiln_var *p = g->params[wrt[i]];
-        if (!(outs[1 + i] = adj.v[p->id] ? adj.v[p->id] : kiln_grad_zeros(&b, p))) goto done;
+        if (adj_settle(&b, &adj, p) || !(outs[1 + i] = adj.v[p->id] ? adj.v[p->id] : kiln_grad_zeros(&b, p))) goto done;
     }
     if (kiln_region_yield(g->body, 1 + n_wrt, outs) || kiln_pass_dce(g->body)) goto done;
     g->infer_state = 0;
@@ -430,7 +515,7 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
 done:
     if (!result) kiln_module_drop_function(m, g);
     free(c.map);
-    free(adj.v);
+    adj_free(&adj);
     free(ad.needs);
     return result;
 }

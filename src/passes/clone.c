@@ -11,11 +11,10 @@ kiln_var *kiln_clone_var(kiln_cloner *c, kiln_var *v) {
 
 static kiln_status clone_node(kiln_cloner *c, const kiln_node *n, kiln_region *dst, kiln_node *before) {
     kiln_context *ctx = c->dst->module->ctx;
-    kiln_var *in[256];
-    if (n->n_in > 256) return kiln_error(ctx, KILN_ERR_UNSUPPORTED, "clone: more than 256 inputs");
-    for (int i = 0; i < n->n_in; i++) in[i] = kiln_clone_var(c, n->in[i]);
-    kiln_node *k = kiln_node_new(dst, n->op, n->n_in, in);
+    /* inputs mapped in place (no array on the recursive path over nested regions) */
+    kiln_node *k = kiln_node_new(dst, n->op, n->n_in, n->in);
     if (!k) return kiln_error_status(ctx);
+    for (int i = 0; i < n->n_in; i++) k->in[i] = kiln_clone_var(c, n->in[i]);
     memcpy(k->attrs, n->attrs, sizeof *k->attrs * (size_t)kiln_op_info_get(n->op)->n_attrs);
     k->callee = n->callee;
     k->line = n->line, k->col = n->col;
@@ -45,8 +44,7 @@ kiln_status kiln_clone_region_into(kiln_cloner *c, const kiln_region *src, kiln_
     for (const kiln_node *n = src->first; n; n = n->next)
         if (clone_node(c, n, dst, before)) return kiln_error_status(c->dst->module->ctx);
     if (!with_yield || src->n_results < 0) return KILN_OK;
-    kiln_var *res[256];
-    if (src->n_results > 256) return kiln_error(c->dst->module->ctx, KILN_ERR_UNSUPPORTED, "clone: more than 256 results");
-    for (int i = 0; i < src->n_results; i++) res[i] = kiln_clone_var(c, src->results[i]);
-    return kiln_region_yield(dst, src->n_results, res);
+    if (kiln_region_yield(dst, src->n_results, src->results)) return kiln_error_status(c->dst->module->ctx);
+    for (int i = 0; i < src->n_results; i++) dst->results[i] = kiln_clone_var(c, src->results[i]); /* in place */
+    return KILN_OK;
 }

@@ -33,10 +33,8 @@ static int64_t type_elems(const kiln_type *t) {
 static bool foldable(const kiln_node *n) {
     const kiln_op_info *info = kiln_op_info_get(n->op);
     const kiln_type *t = n->out->type;
-    if (!info->kernel || (info->flags & (F_RANDOM | F_SIDE)) || !t || t->kind == KILN_TYPE_LIST || n->n_in > 256)
-        return false;
+    if (!info->kernel || (info->flags & (F_RANDOM | F_SIDE)) || !t || t->kind == KILN_TYPE_LIST) return false;
     if (t->kind == KILN_TYPE_TUPLE) {
-        if (t->n_elems > 64) return false;
         for (int i = 0; i < t->n_elems; i++)
             if (t->elems[i]->kind != KILN_TYPE_TENSOR && t->elems[i]->kind != KILN_TYPE_SCALAR) return false;
     }
@@ -84,12 +82,13 @@ static kiln_status evaluate(kiln_node *n, kiln_var **v) {
     const kiln_type *t = n->out->type;
     bool tuple = t->kind == KILN_TYPE_TUPLE;
     int n_out = tuple ? t->n_elems : 1;
-    kiln_tensor *ins[256] = {0}, *outs[64] = {0};
-    kiln_var *vals[64];
-    bool owned[256] = {0};
+    kiln_tensor *ins_s[8], *outs_s[8], **ins = KILN_SCRATCH(ins_s, n->n_in), **outs = KILN_SCRATCH(outs_s, n_out);
+    kiln_var *vals_s[8], **vals = KILN_SCRATCH(vals_s, n_out);
+    bool owned_s[8], *owned = KILN_SCRATCH(owned_s, n->n_in);
     char where[256];
     kiln_status s = KILN_OK;
     *v = NULL;
+    if (!ins || !outs || !vals || !owned) goto fail;
     for (int i = 0; i < n->n_in; i++) {
         owned[i] = n->in[i]->kind == KILN_VAR_LITERAL;
         ins[i] = owned[i] ? literal_tensor(ctx, n->in[i]) : n->in[i]->def->attrs[0].tensor;
@@ -116,9 +115,13 @@ static kiln_status evaluate(kiln_node *n, kiln_var **v) {
 fail:
     s = kiln_error_status(ctx) ? kiln_error_status(ctx) : kiln_error(ctx, KILN_ERR_OOM, "fold: out of memory");
 done:
-    for (int j = 0; j < n_out; j++) kiln_tensor_release(outs[j]);
-    for (int i = 0; i < n->n_in; i++)
+    for (int j = 0; outs && j < n_out; j++) kiln_tensor_release(outs[j]);
+    for (int i = 0; ins && owned && i < n->n_in; i++) /* zeroed scratch: unset entries are NULL / false */
         if (owned[i]) kiln_tensor_release(ins[i]);
+    kiln_scratch_free(ins, ins_s);
+    kiln_scratch_free(outs, outs_s);
+    kiln_scratch_free(vals, vals_s);
+    kiln_scratch_free(owned, owned_s);
     return s;
 }
 

@@ -27,8 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A group's members read at most this many operands in all, so that its call's arguments and
- * its results stay within the IR's limit of 256 per node and per yield. */
+/* A group's members read at most this many operands in all (a node reading more stays alone),
+ * which keeps generated kernels' argument lists short. Each member reads at least one, so this
+ * also bounds a group's results (the arrays of emit_group) and an elementwise copy's inputs. */
 #define FUSE_MAX_OPERANDS 256
 /* At most this many nodes recompute one value for one reader. */
 #define FUSE_REMAT_MAX 16

@@ -28,11 +28,11 @@ static kiln_var *inline_call(kiln_region *r, kiln_node *n) {
         if (callee->body->n_results == 1) {
             result = kiln_clone_var(&c, callee->body->results[0]);
         } else {
-            kiln_var *items[256];
             int k = callee->body->n_results;
-            for (int i = 0; i < k && i < 256; i++) items[i] = kiln_clone_var(&c, callee->body->results[i]);
-            result = k <= 256 ? kiln_build(&b, KILN_OP_TUPLE, k, items, NULL)
-                              : (kiln_error(ctx, KILN_ERR_UNSUPPORTED, "inline: more than 256 results"), NULL);
+            kiln_var *small[8], **items = KILN_SCRATCH(small, k);
+            for (int i = 0; items && i < k; i++) items[i] = kiln_clone_var(&c, callee->body->results[i]);
+            result = items ? kiln_build(&b, KILN_OP_TUPLE, k, items, NULL) : (kiln_error(ctx, KILN_ERR_OOM, "inline: out of memory"), NULL);
+            kiln_scratch_free(items, small);
         }
     }
     free(c.map);
