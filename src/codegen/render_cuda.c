@@ -252,7 +252,9 @@ kiln_status kiln_codegen_cuda(kiln_context *ctx, const kiln_function *group, kil
     cu_geom g = {1, CU_BLOCK};
     gen_emit_header(&p, &body, &T);
     gen_red r;
-    if (p.red) gen_red_init(&r, p.red, true); /* f32 / f16 / bf16 accumulate in float */
+    /* accumulate in double as the C kernels and the reference do: sums such as batch norm's
+     * gradient cancel, and reductions are memory-bound (FP64 costs nothing measurable) */
+    if (p.red) gen_red_init(&r, p.red, false);
     if (!p.red) render_elementwise(&p, &body, &T, &g);
     else if (p.row) render_row(&p, &body, &T, &r, &g);
     else render_col(&p, &body, &T, &r, &g);

@@ -290,8 +290,8 @@ TEST(codegen_cuda_source_structure) {
         {"kg_pack<float, 4>", "__shfl_xor_sync", 256},
         {"for (uint32_t t = t0; t < total; t += step)", "kg_pack<float", 256},
         {"__shfl_xor_sync(0xffffffffu, a, 16)", "__shared__", 256},
-        {"__shared__ float red_[8]", "kg_pack<", 256},
-        {"__shared__ float red_[1024]", "__shfl_xor_sync", 1024},
+        {"__shared__ double red_[8]", "kg_pack<", 256},
+        {"__shared__ double red_[1024]", "__shfl_xor_sync", 1024},
     };
     for (int i = 0; m && i < kiln_module_function_count(m); i++) {
         kiln_gen_kernel k = {0};
