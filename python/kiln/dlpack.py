@@ -15,6 +15,7 @@ from ._core import Tensor
 from ._lib import check, ctx, lib, shape_array
 
 KDL_CPU = 1
+KDL_CUDA = 2
 _DEVICE_NAMES = {1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi",
                  10: "rocm", 11: "rocm_host", 13: "cuda_managed", 14: "oneapi"}
 _DL_INT, _DL_UINT, _DL_FLOAT, _DL_BFLOAT, _DL_BOOL = 0, 1, 2, 4, 6
@@ -105,11 +106,15 @@ def _dlpack(self, *, stream=None, max_version=None, dl_device=None, copy=None):
     """DLPack export: a capsule viewing this tensor's memory (no copy unless copy=True), versioned
     when max_version allows. The capsule keeps the memory alive until its consumer is done with it."""
     self._require_concrete("__dlpack__")
-    if stream is not None:
-        raise BufferError(f"kiln tensors live on the CPU; __dlpack__ takes stream=None, not {stream!r}")
-    if dl_device is not None and tuple(dl_device) != (KDL_CPU, 0):
-        raise BufferError(f"kiln tensors live on the CPU (device (1, 0)); cannot export to device {tuple(dl_device)}")
-    src = self.copy() if copy else self
+    device = _dlpack_device(self)
+    if device[0] == KDL_CPU and stream is not None:
+        raise BufferError(f"this kiln tensor lives on the CPU; __dlpack__ takes stream=None, not {stream!r}")
+    if dl_device is not None and tuple(dl_device) != device:
+        raise BufferError(f"this kiln tensor lives on device {device}; cannot export to device {tuple(dl_device)}")
+    if device[0] == KDL_CUDA:  # kiln's work on the tensor is done before any consumer stream reads it
+        from . import cuda
+        cuda.synchronize(str(self.device))
+    src = self.copy() if copy and device[0] == KDL_CPU else self.to("cpu").to(str(self.device)) if copy else self
     shape = shape_array(src.shape)
     strides = shape_array(_contiguous_strides(src.shape))
     code, bits = _TO_DL[src.dtype]
@@ -117,7 +122,7 @@ def _dlpack(self, *, stream=None, max_version=None, dl_device=None, copy=None):
     managed = DLManagedTensorVersioned(version=DLPackVersion(1, 0)) if versioned else DLManagedTensor()
     t = managed.dl_tensor
     t.data = lib.kiln_tensor_data(src._ptr)
-    t.device = DLDevice(KDL_CPU, 0)
+    t.device = DLDevice(*device)
     t.ndim = src.ndim
     t.dtype = DLDataType(code, bits, 1)
     t.shape = ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64))
@@ -135,8 +140,9 @@ def _dlpack(self, *, stream=None, max_version=None, dl_device=None, copy=None):
 
 
 def _dlpack_device(self):
-    """(device type, device id) for DLPack: (1, 0), the CPU."""
-    return (KDL_CPU, 0)
+    """(device type, device id) for DLPack: (1, 0) for the CPU, (2, N) for cuda:N."""
+    dev = str(self.device)
+    return (KDL_CUDA, int(dev.split(":")[1])) if dev.startswith("cuda") else (KDL_CPU, 0)
 
 
 Tensor.__dlpack__ = _dlpack

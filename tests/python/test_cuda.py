@@ -224,3 +224,14 @@ def test_compile_on_cuda(gpu, rng):
     assert out.device == "cuda:0"
     np.testing.assert_allclose(out.numpy(), np.maximum(a, 0) * 2 + 1, rtol=1e-6)
     np.testing.assert_allclose(f(kiln.array(a).cuda()).numpy(), out.numpy(), rtol=0)
+
+
+def test_dlpack_of_a_device_tensor(gpu, rng):
+    """A cuda tensor exports as DLPack device (2, N): torch sees the same values on its GPU."""
+    import torch
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    k = kiln.array(x).to("cuda")
+    assert k.__dlpack_device__() == (2, 0)
+    t = torch.from_dlpack(k)
+    assert t.is_cuda
+    np.testing.assert_array_equal(t.cpu().numpy(), x)
