@@ -2,8 +2,7 @@
  * against the naive softmax(q k^T * scale + mask) v built from kiln ops (f32 / f64 / bf16),
  * finite differences, shape errors, the cost model, and the CUDA kernels (NVRTC here, a GPU
  * run against the reference kernels where one is present: TF32 off and on, chunked scratch). */
-#include "test.h"
-#include "dialects/cuda_dialect.h"
+#include "cuda_check.h"
 #include "ops/cost.h"
 #include <stdlib.h>
 
@@ -250,12 +249,6 @@ TEST(attention_cuda_compiles_with_nvrtc) {
     if (image) be->free_image(image);
 }
 
-/* The "cuda" implementation of node n, or NULL. */
-static const kiln_dialect_impl *cuda_impl(const kiln_node *n) {
-    for (int i = 0; kiln_cuda_impls[i]; i++)
-        if (kiln_cuda_impls[i]->op == n->op && kiln_cuda_impls[i]->supports(n)) return kiln_cuda_impls[i];
-    return NULL;
-}
 
 TEST(attention_cuda_supports) {
     static const struct { const char *params; bool ok; } cases[] = {
@@ -274,69 +267,17 @@ TEST(attention_cuda_supports) {
         snprintf(text, sizeof text, "def @f(%s) { let %%r = attention_forward(%%q, %%k, %%v) return %%r }", cases[i].params);
         kiln_module *m = kiln_module_parse(ctx, text, "supports.kir");
         CHECK(m != NULL);
-        if (m && (cuda_impl(kiln_module_function(m, "f")->body->first) != NULL) != cases[i].ok)
+        if (m && (cuda_check_impl(kiln_module_function(m, "f")->body->first, KILN_DIALECT_CUDA) != NULL) != cases[i].ok)
             test_fail(__FILE__, __LINE__, "supports(%s) should be %d", cases[i].params, cases[i].ok);
         kiln_module_free(m);
         kiln_context_free(ctx);
     }
 }
 
-#define DEV_MAX 16
-/* Device copies of host tensors (carriers made by kiln_tensor_wrap), freed together. */
-typedef struct dev_set {
-    const kiln_backend *be;
-    int n;
-    void *mem[DEV_MAX];
-    kiln_tensor *t[DEV_MAX];
-} dev_set;
-
-/* A device tensor shaped like h, holding h's data when `copy`; NULL on failure. */
-static kiln_tensor *dev_like(kiln_context *ctx, dev_set *d, const kiln_tensor *h, bool copy) {
-    size_t bytes = kiln_tensor_nbytes(h);
-    if (d->n == DEV_MAX || !(d->mem[d->n] = d->be->alloc(0, bytes ? bytes : 1))) return NULL;
-    if (copy && bytes && d->be->copy_h2d(0, d->mem[d->n], h->data, bytes)) return NULL;
-    d->t[d->n] = kiln_tensor_wrap(ctx, h->dtype, h->ndim, h->shape, d->mem[d->n], NULL, NULL);
-    return d->t[d->n++];
-}
-
-/* Runs impl on device copies of in[0..n_in) into device outputs shaped like want[0..n_out), and
- * compares each with want within tol. */
-static void check_on_gpu(kiln_context *ctx, const kiln_backend *be, const kiln_node *n, int n_in, kiln_tensor *const *in,
-                         int n_out, kiln_tensor *const *want, double tol, const char *what) {
-    const kiln_dialect_impl *impl = cuda_impl(n);
-    dev_set d = {.be = be};
-    kiln_tensor *din[8], *dout[4];
-    bool ok = impl != NULL;
-    for (int i = 0; ok && i < n_in; i++) ok = (din[i] = dev_like(ctx, &d, in[i], true)) != NULL;
-    for (int j = 0; ok && j < n_out; j++) ok = (dout[j] = dev_like(ctx, &d, want[j], false)) != NULL;
-    if (!ok) {
-        test_fail(__FILE__, __LINE__, "%s: no CUDA implementation or device buffers: %s", what, impl ? be->last_error() : "");
-    } else {
-        kiln_cuda_exec exec = {be, 0, NULL, 0};
-        const kiln_cuda_exec *outer = kiln_cuda_exec_get();
-        kiln_cuda_exec_set(&exec);
-        kiln_kernel_args a = {ctx, n->op, n->attrs, n_in, din, n_out, dout, "test"};
-        kiln_status s = impl->kernel(&a);
-        kiln_cuda_exec_set(outer);
-        if (s || be->synchronize(0)) test_fail(__FILE__, __LINE__, "%s: %s %s", what, kiln_error_message(ctx), be->last_error());
-        for (int j = 0; !s && j < n_out; j++) {
-            kiln_tensor *h = kiln_tensor_new(ctx, want[j]->dtype, want[j]->ndim, want[j]->shape);
-            char name[160];
-            snprintf(name, sizeof name, "%s result %d", what, j);
-            if (h && !be->copy_d2h(0, h->data, dout[j]->data, kiln_tensor_nbytes(h))) close_tensors(name, h, want[j], tol);
-            kiln_tensor_release(h);
-        }
-    }
-    for (int i = 0; i < d.n; i++) {
-        kiln_tensor_release(d.t[i]);
-        be->free(0, d.mem[i]);
-    }
-}
-
 /* attention_forward and attention_backward (with a dlse) on the GPU against the reference kernels. */
-static void check_cuda_case(const kiln_backend *be, const attn_case *c, kiln_dtype dt, bool causal, double tol) {
+static void check_cuda_case(const attn_case *c, kiln_dtype dt, bool causal, double tol) {
     kiln_context *ctx = kiln_context_new();
-    char sq[64], sk[64], sv[64], so[64], sl[64], text[1024], what[160];
+    char sq[64], sk[64], sv[64], so[64], sl[64], text[1024];
     case_shape(c, c->tq, c->d, sq, sizeof sq), case_shape(c, c->tk, c->d, sk, sizeof sk);
     case_shape(c, c->tk, c->dv, sv, sizeof sv), case_shape(c, c->tq, c->dv, so, sizeof so);
     int64_t rows[3] = {c->b[0], c->b[1], 0}; /* the log-sum-exp's [b..., Tq] */
@@ -355,41 +296,24 @@ static void check_cuda_case(const kiln_backend *be, const attn_case *c, kiln_dty
         return;
     }
     unsigned seed = 99u + (unsigned)c->tq;
-    kiln_value in[5], in64[5], fw = {0}, bw = {0};
+    kiln_value in[5], in64[5], fw = {0};
     for (int i = 0; i < 5; i++) rand_pair(ctx, i == 4 ? KILN_F32 : dt, f->params[i]->type, &seed, &in[i], &in64[i]);
     char attrs[32];
     snprintf(attrs, sizeof attrs, "causal=%s", cs);
     CHECK_OK(ctx, kiln_op_run(ctx, "attention_forward", 3, in, attrs, &fw));
+    cuda_check_op(__FILE__, __LINE__, ctx, KILN_DIALECT_CUDA, "attention_forward", 3, in, attrs, tol, false);
     if (fw.kind == KILN_VALUE_TUPLE) {
         kiln_value bin[7] = {in[0], in[1], in[2], kiln_value_tuple_get(fw, 0), kiln_value_tuple_get(fw, 1), in[3], in[4]};
-        CHECK_OK(ctx, kiln_op_run(ctx, "attention_backward", 7, bin, attrs, &bw));
-        snprintf(what, sizeof what, "cuda %s Tq=%lld Tk=%lld D=%lld Dv=%lld causal=%d tf32=%d", n, (long long)c->tq,
-                 (long long)c->tk, (long long)c->d, (long long)c->dv, causal, kiln_cuda_tf32());
-        const kiln_node *fn = f->body->first, *bn = fn->next->next->next;
-        kiln_tensor *fin[3] = {in[0].tensor, in[1].tensor, in[2].tensor};
-        kiln_tensor *fwant[2] = {kiln_value_tuple_get(fw, 0).tensor, kiln_value_tuple_get(fw, 1).tensor};
-        check_on_gpu(ctx, be, fn, 3, fin, 2, fwant, tol, what);
-        kiln_tensor *bt[7];
-        for (int i = 0; i < 7; i++) bt[i] = bin[i].tensor;
-        if (bw.kind == KILN_VALUE_TUPLE) {
-            kiln_tensor *bwant[3] = {kiln_value_tuple_get(bw, 0).tensor, kiln_value_tuple_get(bw, 1).tensor,
-                                     kiln_value_tuple_get(bw, 2).tensor};
-            check_on_gpu(ctx, be, bn, 7, bt, 3, bwant, tol, what);
-        }
+        cuda_check_op(__FILE__, __LINE__, ctx, KILN_DIALECT_CUDA, "attention_backward", 7, bin, attrs, tol, false);
     }
-    kiln_value_release(fw), kiln_value_release(bw);
+    kiln_value_release(fw);
     release_all(5, in), release_all(5, in64);
     kiln_module_free(m);
     kiln_context_free(ctx);
 }
 
 TEST(attention_cuda_vs_reference) {
-    char why[512] = "";
-    const kiln_backend *be = kiln_cuda_backend(why, sizeof why);
-    if (!be) {
-        printf("  skip: attention_cuda_vs_reference: %s\n", why);
-        return;
-    }
+    if (!cuda_check_gpu("attention_cuda_vs_reference")) return;
     static const attn_case gpu_cases[] = {
         {0, {0}, 5, 7, 16, 16}, {1, {3}, 9, 4, 32, 32}, {2, {2, 3}, 6, 6, 64, 64}, {1, {2}, 70, 130, 16, 16},
         {2, {1, 2}, 130, 66, 128, 128}, {1, {3}, 33, 33, 24, 24}, {2, {1, 2}, 1024, 1024, 64, 64},
@@ -401,15 +325,15 @@ TEST(attention_cuda_vs_reference) {
     kiln_cuda_set_tf32(false); /* f32 GEMMs in full f32 for the tight tolerance */
     for (size_t i = 0; i < sizeof gpu_cases / sizeof gpu_cases[0]; i++)
         for (int t = 0; t < 3; t++)
-            for (int causal = 0; causal < 2; causal++) check_cuda_case(be, &gpu_cases[i], dts[t], causal, tols[t]);
+            for (int causal = 0; causal < 2; causal++) check_cuda_case(&gpu_cases[i], dts[t], causal, tols[t]);
     /* a 1 MiB scratch bound: chunks of 3 of the 6 matrices, and chunks of one matrix over the bound */
     static const attn_case chunked[] = {{1, {6}, 200, 150, 32, 32}, {1, {2}, 600, 520, 16, 16}};
     setenv("KILN_CUDA_ATTENTION_SCRATCH_MB", "1", 1);
     for (size_t i = 0; i < sizeof chunked / sizeof chunked[0]; i++)
-        for (int t = 0; t < 3; t++) check_cuda_case(be, &chunked[i], dts[t], true, tols[t]);
+        for (int t = 0; t < 3; t++) check_cuda_case(&chunked[i], dts[t], true, tols[t]);
     unsetenv("KILN_CUDA_ATTENTION_SCRATCH_MB");
     /* TF32 tensor cores (10-bit mantissas) for f32: a looser tolerance */
     kiln_cuda_set_tf32(true);
-    for (int causal = 0; causal < 2; causal++) check_cuda_case(be, &gpu_cases[6], KILN_F32, causal, 1e-2);
+    for (int causal = 0; causal < 2; causal++) check_cuda_case(&gpu_cases[6], KILN_F32, causal, 1e-2);
     kiln_cuda_set_tf32(tf32);
 }

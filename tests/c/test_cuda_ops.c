@@ -1,9 +1,7 @@
 /* test_cuda_ops.c — the CUDA dialects (cuda, cublaslt): kiln's CUDA kernels compile with NVRTC
  * (no GPU needed), supports / covers decisions, and on a GPU every implemented op run through its
  * CUDA kernel on device buffers against the interpreter's reference kernels on the host. */
-#include "codegen/codegen.h"
-#include "dialects/cuda_dialect.h"
-#include "test.h"
+#include "cuda_check.h"
 #include <stdlib.h>
 
 extern const char kiln_cuda_kernels_src[]; /* cuda_kernels.cu, built into the library */
@@ -34,20 +32,11 @@ static kiln_node *one_node(kiln_context *ctx, const char *params, const char *ca
     return *m ? kiln_module_function(*m, "f")->body->first : NULL;
 }
 
-/* The CUDA implementation (either dialect) that takes node n, or NULL. */
-static const kiln_dialect_impl *cuda_impl(const kiln_node *n) {
-    const kiln_dialect_impl *const *lists[2] = {kiln_cuda_impls, kiln_cublaslt_impls};
-    for (int l = 0; l < 2; l++)
-        for (int i = 0; lists[l][i]; i++)
-            if (lists[l][i]->op == n->op && lists[l][i]->supports(n)) return lists[l][i];
-    return NULL;
-}
-
 static void check_covers(int line, const char *params, const char *call, bool impl, bool covered) {
     kiln_context *ctx = kiln_context_new();
     kiln_module *m;
     kiln_node *n = one_node(ctx, params, call, &m);
-    if (n && (cuda_impl(n) != NULL) != impl) test_fail(__FILE__, line, "%s: a CUDA implementation %s", call, impl ? "is missing" : "claims it");
+    if (n && (cuda_check_impl(n, -1) != NULL) != impl) test_fail(__FILE__, line, "%s: a CUDA implementation %s", call, impl ? "is missing" : "claims it");
     if (n && kiln_cuda_covers(n) != covered) test_fail(__FILE__, line, "kiln_cuda_covers(%s) is %d", call, !covered);
     kiln_module_free(m);
     kiln_context_free(ctx);
@@ -65,7 +54,7 @@ TEST(cuda_supports_and_covers) {
     COVERS("%a: f64[3, 4], %b: f64[4, 5]", "matmul(%a, %b)", false, false); /* cuBLASLt: f32 / f16 / bf16 */
     COVERS("%a: i32[3, 4], %b: i32[4, 5]", "matmul(%a, %b)", false, false);
     COVERS("%x: f32[2, 0], %w: f32[5, 0], %b: f32[5]", "dense(%x, %w, %b)", false, false); /* empty k with a bias */
-    COVERS("%x: f32[1, 3, 8, 8], %w: f32[4, 3, 3, 3]", "conv2d(%x, %w)", false, true); /* cudnn */
+    COVERS("%x: f32[1, 3, 8, 8], %w: f32[4, 3, 3, 3]", "conv2d(%x, %w)", true, true); /* cudnn */
     COVERS("%x: f32[6]", "sort(%x)", false, false);
 }
 
@@ -73,7 +62,7 @@ TEST(cuda_kernel_without_exec_context_fails) {
     kiln_context *ctx = kiln_context_new();
     kiln_module *m;
     kiln_node *n = one_node(ctx, "%x: f32[2, 3]", "transpose(%x)", &m);
-    const kiln_dialect_impl *impl = n ? cuda_impl(n) : NULL;
+    const kiln_dialect_impl *impl = n ? cuda_check_impl(n, -1) : NULL;
     kiln_tensor *x = tt(ctx, KILN_F32, "2,3", (double[]){1, 2, 3, 4, 5, 6}), *y = tt(ctx, KILN_F32, "3,2", (double[]){0, 0, 0, 0, 0, 0});
     CHECK(impl != NULL);
     if (impl && x && y) {
@@ -99,154 +88,10 @@ TEST(cuda_tf32_switch) {
 }
 
 /* ---- on a GPU: each op through its CUDA kernel against the reference ---------------------------- */
-/* The backend with a GPU, or NULL after printing why `test` skips. */
-static const kiln_backend *gpu(const char *test) {
-    char why[512] = "";
-    const kiln_backend *be = kiln_cuda_backend(why, sizeof why);
-    if (!be) printf("  skip: %s: %s\n", test, why);
-    return be;
-}
-
-/* An input value as a host tensor (scalars as the 0-d tensors kernels receive); new reference. */
-static kiln_tensor *host_tensor(kiln_context *ctx, kiln_value v) {
-    switch (v.kind) {
-    case KILN_VALUE_TENSOR: return kiln_tensor_retain(v.tensor);
-    case KILN_VALUE_INT: return kiln_tensor_from_data(ctx, KILN_I64, 0, NULL, &v.i);
-    case KILN_VALUE_FLOAT: return kiln_tensor_from_data(ctx, KILN_F64, 0, NULL, &v.f);
-    default: return kiln_tensor_from_data(ctx, KILN_BOOL, 0, NULL, &(uint8_t){v.b});
-    }
-}
-
-static kiln_type *value_type(kiln_module *m, kiln_value v) {
-    switch (v.kind) {
-    case KILN_VALUE_TENSOR: return kiln_type_tensor(m, v.tensor->dtype, v.tensor->ndim, v.tensor->shape);
-    case KILN_VALUE_INT: return kiln_type_int(m);
-    case KILN_VALUE_FLOAT: return kiln_type_float(m);
-    default: return kiln_type_bool(m);
-    }
-}
-
-#define MAX_BUFS 16
-/* Device buffers and their carrier tensors (kiln_tensor_wrap of the device pointer). */
-typedef struct dev_set {
-    const kiln_backend *be;
-    int n;
-    void *mem[MAX_BUFS];
-    kiln_tensor *t[MAX_BUFS];
-} dev_set;
-
-/* A device buffer for a tensor of (dt, nd, shape), filled from host data when not NULL. */
-static kiln_tensor *dev_tensor(kiln_context *ctx, dev_set *d, kiln_dtype dt, int nd, const int64_t *shape, const void *host) {
-    size_t bytes = (size_t)kiln_shape_numel(nd, shape) * kiln_dtype_size(dt);
-    if (d->n == MAX_BUFS || !(d->mem[d->n] = d->be->alloc(0, bytes ? bytes : 1))) return NULL;
-    if (host && bytes && d->be->copy_h2d(0, d->mem[d->n], host, bytes)) return NULL;
-    d->t[d->n] = kiln_tensor_wrap(ctx, dt, nd, shape, d->mem[d->n], NULL, NULL);
-    return d->t[d->n++];
-}
-
-static void dev_free(dev_set *d) {
-    for (int i = 0; i < d->n; i++) {
-        kiln_tensor_release(d->t[i]);
-        d->be->free(0, d->mem[i]);
-    }
-}
-
-/* First element of got that differs from want by more than tol * (1 + |want|) (NaN matches NaN),
- * or -1. */
-static int64_t first_mismatch(const kiln_tensor *got, const kiln_tensor *want, double tol) {
-    for (int64_t e = 0; e < want->numel; e++) {
-        double w = kiln_load_f64(want->dtype, want->data, e), g = kiln_load_f64(got->dtype, got->data, e);
-        if (!((isnan(w) && isnan(g)) || fabs(g - w) <= tol * (1 + fabs(w)))) return e;
-    }
-    return -1;
-}
-
-/* Runs op on the host (kiln_op_run, the reference) and through its CUDA kernel on device copies
- * of the inputs, and compares every result within tol. */
+/* Runs op on the host (the reference) and through its CUDA kernel on device copies of the inputs. */
 static void check_op_cuda_at(int line, kiln_context *ctx, const char *op, int n_in, const kiln_value *in, const char *attrs,
                              double tol) {
-    const kiln_backend *be = kiln_cuda_backend(NULL, 0);
-    char types[512] = "";
-    for (int i = 0, len = 0; i < n_in && len < (int)sizeof types - 1; i++) {
-        char tb[160] = "scalar";
-        if (in[i].kind == KILN_VALUE_TENSOR) {
-            char sb[128];
-            snprintf(tb, sizeof tb, "%s%s", kiln_dtype_name(in[i].tensor->dtype),
-                     kiln_shape_str(in[i].tensor->ndim, in[i].tensor->shape, sb, sizeof sb));
-        }
-        len += snprintf(types + len, sizeof types - (size_t)len, "%s%s", i ? ", " : "", tb);
-    }
-    const char *at = attrs ? attrs : "";
-    kiln_value ref = {.kind = KILN_VALUE_NONE};
-    if (kiln_op_run(ctx, op, n_in, in, attrs, &ref) != KILN_OK) {
-        test_fail(__FILE__, line, "%s(%s; %s) on the host: %s", op, types, at, kiln_error_message(ctx));
-        return;
-    }
-    kiln_module *m = kiln_module_new(ctx);
-    kiln_function *f = kiln_function_new(m, "f");
-    kiln_var *params[8];
-    for (int i = 0; i < n_in; i++) {
-        char name[8];
-        snprintf(name, sizeof name, "p%d", i);
-        params[i] = kiln_function_param(f, name, value_type(m, in[i]));
-    }
-    kiln_node *n = kiln_emit(kiln_function_body(f), op, n_in, params, attrs) ? kiln_function_body(f)->first : NULL;
-    const kiln_dialect_impl *impl = n ? cuda_impl(n) : NULL;
-    dev_set d = {.be = be};
-    kiln_tensor *din[8], *dout[MAX_BUFS], *hin[8] = {NULL};
-    int n_out = ref.kind == KILN_VALUE_TUPLE ? kiln_value_tuple_size(ref) : 1;
-    if (!impl) {
-        test_fail(__FILE__, line, "%s(%s; %s): no CUDA implementation takes it", op, types, at);
-        goto done;
-    }
-    for (int i = 0; i < n_in; i++)
-        if (!(hin[i] = host_tensor(ctx, in[i])) || !(din[i] = dev_tensor(ctx, &d, hin[i]->dtype, hin[i]->ndim, hin[i]->shape, hin[i]->data))) {
-            test_fail(__FILE__, line, "%s: device input %d: %s", op, i, be->last_error());
-            goto done;
-        }
-    for (int j = 0; j < n_out; j++) {
-        const kiln_tensor *r = ref.kind == KILN_VALUE_TUPLE ? kiln_value_tuple_get(ref, j).tensor : ref.tensor;
-        if (!(dout[j] = dev_tensor(ctx, &d, r->dtype, r->ndim, r->shape, NULL))) {
-            test_fail(__FILE__, line, "%s: device output %d: %s", op, j, be->last_error());
-            goto done;
-        }
-    }
-    char *cache = kiln_jit_cache_dir(NULL);
-    kiln_cuda_exec exec = {be, 0, cache, 0};
-    const kiln_cuda_exec *outer = kiln_cuda_exec_get();
-    kiln_cuda_exec_set(&exec);
-    kiln_kernel_args a = {ctx, n->op, n->attrs, n_in, din, n_out, dout, "test"};
-    kiln_status s = impl->kernel(&a);
-    kiln_cuda_exec_set(outer);
-    free(cache);
-    if (s != KILN_OK) {
-        test_fail(__FILE__, line, "cuda %s(%s; %s): %s", op, types, at, kiln_error_message(ctx));
-        goto done;
-    }
-    if (be->synchronize(0)) {
-        test_fail(__FILE__, line, "cuda %s(%s; %s): synchronize: %s", op, types, at, be->last_error());
-        goto done;
-    }
-    for (int j = 0; j < n_out; j++) {
-        const kiln_tensor *r = ref.kind == KILN_VALUE_TUPLE ? kiln_value_tuple_get(ref, j).tensor : ref.tensor;
-        kiln_tensor *h = kiln_tensor_new(ctx, r->dtype, r->ndim, r->shape);
-        if (!h || (kiln_tensor_nbytes(h) && be->copy_d2h(0, h->data, dout[j]->data, kiln_tensor_nbytes(h)))) {
-            test_fail(__FILE__, line, "cuda %s: reading result %d: %s", op, j, be->last_error());
-            kiln_tensor_release(h);
-            goto done;
-        }
-        int64_t e = first_mismatch(h, r, tol);
-        if (e >= 0)
-            test_fail(__FILE__, line, "cuda %s(%s; %s) [%s]: result %d element %lld is %.9g, reference %.9g", op, types, at,
-                      kiln_dialect_name(impl->dialect), j, (long long)e, kiln_load_f64(h->dtype, h->data, e),
-                      kiln_load_f64(r->dtype, r->data, e));
-        kiln_tensor_release(h);
-    }
-done:
-    dev_free(&d);
-    for (int i = 0; i < n_in; i++) kiln_tensor_release(hin[i]);
-    kiln_value_release(ref);
-    kiln_module_free(m);
+    cuda_check_op(__FILE__, line, ctx, -1, op, n_in, in, attrs, tol, false);
 }
 #define check_op_cuda(ctx, op, n, in, attrs, tol) check_op_cuda_at(__LINE__, (ctx), (op), (n), (in), (attrs), (tol))
 
@@ -285,7 +130,7 @@ static const kiln_dtype all_dtypes[] = {KILN_F32, KILN_F64, KILN_F16, KILN_BF16,
 #define N_DTYPES ((int)(sizeof all_dtypes / sizeof all_dtypes[0]))
 
 TEST(cuda_layout_ops_match_reference) {
-    if (!gpu("cuda_layout_ops_match_reference")) return;
+    if (!cuda_check_gpu("cuda_layout_ops_match_reference")) return;
     kiln_context *ctx = kiln_context_new();
     for (int k = 0; k < N_DTYPES; k++) { /* raw element moves: every dtype (sizes 1, 2, 4, 8) */
         kiln_dtype dt = all_dtypes[k];
@@ -323,7 +168,7 @@ TEST(cuda_layout_ops_match_reference) {
 }
 
 TEST(cuda_index_ops_match_reference) {
-    if (!gpu("cuda_index_ops_match_reference")) return;
+    if (!cuda_check_gpu("cuda_index_ops_match_reference")) return;
     kiln_context *ctx = kiln_context_new();
     kiln_dtype fl[] = {KILN_F32, KILN_F64, KILN_F16, KILN_BF16};
     double half_tol[] = {1e-6, 1e-12, 2e-3, 1.6e-2};
@@ -363,7 +208,7 @@ TEST(cuda_index_ops_match_reference) {
 }
 
 TEST(cuda_misc_ops_match_reference) {
-    if (!gpu("cuda_misc_ops_match_reference")) return;
+    if (!cuda_check_gpu("cuda_misc_ops_match_reference")) return;
     kiln_context *ctx = kiln_context_new();
     const char *reds[] = {"none", "mean", "sum"};
     for (int r = 0; r < 3; r++) {
@@ -416,7 +261,7 @@ static const struct { const char *a, *b, *attrs; } mm_cases[] = {
 };
 
 TEST(cuda_matmul_matches_reference) {
-    if (!gpu("cuda_matmul_matches_reference")) return;
+    if (!cuda_check_gpu("cuda_matmul_matches_reference")) return;
     kiln_context *ctx = kiln_context_new();
     bool tf32 = kiln_cuda_tf32();
     kiln_dtype dts[] = {KILN_F32, KILN_F32, KILN_F16, KILN_BF16};
@@ -434,7 +279,7 @@ TEST(cuda_matmul_matches_reference) {
 }
 
 TEST(cuda_dialects_are_picked) {
-    if (!gpu("cuda_dialects_are_picked")) return;
+    if (!cuda_check_gpu("cuda_dialects_are_picked")) return;
     kiln_context *ctx = kiln_context_new();
     kiln_dialect_id both[2] = {KILN_DIALECT_CUDA, KILN_DIALECT_CUBLASLT}, cpu = KILN_DIALECT_BLAS;
     kiln_module *m;

@@ -3,8 +3,7 @@
  * a GPU, every op through cuDNN on device buffers against the reference kernels on the host, and
  * batch-norm backward through the table against the formula. */
 #include "backend/backend_dnn.h"
-#include "dialects/cuda_dialect.h"
-#include "test.h"
+#include "cuda_check.h"
 #include <stdlib.h>
 
 /* ---- without a GPU ---------------------------------------------------------------------------- */
@@ -160,105 +159,11 @@ static kiln_value rnd(kiln_context *ctx, kiln_dtype dt, const char *shape, doubl
     return t;
 }
 
-#define MAX_BUFS 16
-/* Device buffers (of device 0) and their carrier tensors (kiln_tensor_wrap of the pointer). */
-typedef struct dev_set {
-    const kiln_backend *be;
-    int n;
-    void *mem[MAX_BUFS];
-    kiln_tensor *t[MAX_BUFS];
-} dev_set;
-
-/* A device tensor shaped like host tensor h, holding a copy of its data when `copy`. */
-static kiln_tensor *dev_like(kiln_context *ctx, dev_set *d, const kiln_tensor *h, bool copy) {
-    size_t bytes = kiln_tensor_nbytes(h);
-    if (d->n == MAX_BUFS || !(d->mem[d->n] = d->be->alloc(0, bytes ? bytes : 1))) return NULL;
-    if (copy && bytes && d->be->copy_h2d(0, d->mem[d->n], h->data, bytes)) return NULL;
-    d->t[d->n] = kiln_tensor_wrap(ctx, h->dtype, h->ndim, h->shape, d->mem[d->n], NULL, NULL);
-    return d->t[d->n++];
-}
-
-static void dev_free(dev_set *d) {
-    for (int i = 0; i < d->n; i++) {
-        kiln_tensor_release(d->t[i]);
-        d->be->free(0, d->mem[i]);
-    }
-}
-
-/* Whether got matches want within tol * (1 + max |want|); a failure names the first mismatch. */
-static void compare(int line, const char *what, int j, const kiln_tensor *got, const kiln_tensor *want, double tol) {
-    double scale = 0;
-    for (int64_t e = 0; e < want->numel; e++) scale = fmax(scale, fabs(kiln_load_f64(want->dtype, want->data, e)));
-    for (int64_t e = 0; e < want->numel; e++) {
-        double w = kiln_load_f64(want->dtype, want->data, e), g = kiln_load_f64(got->dtype, got->data, e);
-        if (!(fabs(g - w) <= tol * (1 + scale))) {
-            test_fail(__FILE__, line, "cudnn %s: result %d element %lld is %.9g, reference %.9g", what, j, (long long)e, g, w);
-            return;
-        }
-    }
-}
-
-/* Runs op on the host (kiln_op_run: the reference kernel or decomposition) and through the
- * cudnn dialect on device copies of the inputs; compares every result within tol. */
+/* op through the cudnn dialect on the device against the reference, within tol of each result's
+ * largest magnitude. */
 static void same_as_ref(int line, kiln_context *ctx, const char *op, int n_in, const kiln_value *in, const char *attrs,
                         double tol) {
-    const kiln_backend *be = kiln_cuda_backend(NULL, 0);
-    char what[512];
-    snprintf(what, sizeof what, "%s(%s)", op, attrs ? attrs : "");
-    kiln_value ref = {.kind = KILN_VALUE_NONE};
-    kiln_module *m = kiln_module_new(ctx);
-    dev_set d = {.be = be};
-    kiln_tensor *din[8], *dout[4];
-    if (kiln_op_run(ctx, op, n_in, in, attrs, &ref) != KILN_OK) {
-        test_fail(__FILE__, line, "%s on the host: %s", what, kiln_error_message(ctx));
-        goto done;
-    }
-    kiln_function *f = kiln_function_new(m, "f");
-    kiln_var *params[8];
-    for (int i = 0; i < n_in; i++) {
-        char name[8];
-        snprintf(name, sizeof name, "p%d", i);
-        params[i] = kiln_function_param(f, name, kiln_type_tensor(m, in[i].tensor->dtype, in[i].tensor->ndim, in[i].tensor->shape));
-    }
-    kiln_node *n = kiln_emit(kiln_function_body(f), op, n_in, params, attrs) ? kiln_function_body(f)->first : NULL;
-    const kiln_dialect_impl *impl = n ? cudnn_impl(n->op) : NULL;
-    if (!impl || !impl->supports(n)) {
-        test_fail(__FILE__, line, "cudnn does not take %s", what);
-        goto done;
-    }
-    int n_out = ref.kind == KILN_VALUE_TUPLE ? kiln_value_tuple_size(ref) : 1;
-    for (int i = 0; i < n_in; i++)
-        if (!(din[i] = dev_like(ctx, &d, in[i].tensor, true))) {
-            test_fail(__FILE__, line, "%s: device input %d: %s", what, i, be->last_error());
-            goto done;
-        }
-    for (int j = 0; j < n_out; j++)
-        if (!(dout[j] = dev_like(ctx, &d, ref.kind == KILN_VALUE_TUPLE ? kiln_value_tuple_get(ref, j).tensor : ref.tensor, false))) {
-            test_fail(__FILE__, line, "%s: device output %d: %s", what, j, be->last_error());
-            goto done;
-        }
-    kiln_cuda_exec exec = {be, 0, NULL, 0};
-    const kiln_cuda_exec *outer = kiln_cuda_exec_get();
-    kiln_cuda_exec_set(&exec);
-    kiln_kernel_args a = {ctx, n->op, n->attrs, n_in, din, n_out, dout, "test"};
-    kiln_status s = impl->kernel(&a);
-    kiln_cuda_exec_set(outer);
-    if (s != KILN_OK || be->synchronize(0)) {
-        test_fail(__FILE__, line, "cudnn %s: %s", what, s != KILN_OK ? kiln_error_message(ctx) : be->last_error());
-        goto done;
-    }
-    for (int j = 0; j < n_out; j++) {
-        const kiln_tensor *r = ref.kind == KILN_VALUE_TUPLE ? kiln_value_tuple_get(ref, j).tensor : ref.tensor;
-        kiln_tensor *h = kiln_tensor_new(ctx, r->dtype, r->ndim, r->shape);
-        if (!h || (kiln_tensor_nbytes(h) && be->copy_d2h(0, h->data, dout[j]->data, kiln_tensor_nbytes(h))))
-            test_fail(__FILE__, line, "cudnn %s: reading result %d: %s", what, j, be->last_error());
-        else compare(line, what, j, h, r, tol);
-        kiln_tensor_release(h);
-    }
-done:
-    dev_free(&d);
-    kiln_value_release(ref);
-    kiln_module_free(m);
+    cuda_check_op(__FILE__, line, ctx, KILN_DIALECT_CUDNN, op, n_in, in, attrs, tol, true);
 }
 
 /* Convolution cases: x shape, w shape (dy shape for the weight gradient) and attributes. */
