@@ -4,6 +4,7 @@
 #include "cuda_check.h"
 #include "codegen/codegen.h"
 #include <stdlib.h>
+#include <string.h>
 
 /* "f32[2, 3], scalar" of the inputs into buf. */
 static void describe_inputs(int n_in, const kiln_value *in, char *buf, size_t size) {
@@ -133,4 +134,17 @@ const kiln_backend *cuda_check_gpu(const char *test) {
     const kiln_backend *be = kiln_cuda_backend(why, sizeof why);
     if (!be) printf("  skip: %s: %s\n", test, why);
     return be;
+}
+
+void cuda_check_needs_exec(const char *file, int line, kiln_context *ctx, const kiln_dialect_impl *impl,
+                           const kiln_node *n, kiln_tensor *x, kiln_tensor *y) {
+    const kiln_cuda_exec *outer = kiln_cuda_exec_get();
+    kiln_cuda_exec_set(NULL);
+    kiln_kernel_args a = {ctx, n->op, n->attrs, 1, &x, 1, &y, "test"};
+    kiln_error_clear(ctx);
+    kiln_status s = impl->kernel(&a);
+    if (s != KILN_ERR_INTERNAL || !strstr(kiln_error_message(ctx), "without a CUDA device context"))
+        test_fail(file, line, "%s without a device context returned %s: %s", kiln_op_info_get(n->op)->name, kiln_status_name(s),
+                  kiln_error_message(ctx));
+    kiln_cuda_exec_set(outer);
 }

@@ -19,4 +19,9 @@ const kiln_dialect_impl *cuda_check_impl(const kiln_node *n, int dialect);
 void cuda_check_op(const char *file, int line, kiln_context *ctx, int dialect, const char *op, int n_in,
                    const kiln_value *in, const char *attrs, double tol, bool tol_of_max);
 
+/* impl's kernel on node n (input x, output y, host tensors) run with no kiln_cuda_exec set fails
+ * with KILN_ERR_INTERNAL "without a CUDA device context" instead of touching a device. */
+void cuda_check_needs_exec(const char *file, int line, kiln_context *ctx, const kiln_dialect_impl *impl,
+                           const kiln_node *n, kiln_tensor *x, kiln_tensor *y);
+
 #endif

@@ -60,6 +60,17 @@ void release_all(int n, kiln_value *v) {
  * every f64 tensor parameter, runs on inputs in [lo, lo + 1) and compares each gradient
  * element with (f(x + h) - f(x - h)) / 2h. Summation of non-scalar results is done by
  * autodiff's ones seed; here the loss is summed too. */
+kiln_tensor *random_tensor(kiln_context *ctx, const kiln_type *t, unsigned *seed, double lo, int int_range) {
+    kiln_tensor *x = kiln_tensor_new(ctx, t->dtype, t->ndim, t->shape);
+    for (int64_t k = 0; x && k < x->numel; k++) {
+        *seed = *seed * 1103515245u + 12345u;
+        double r = (double)(*seed >> 8) / (double)(1u << 24);
+        if (kiln_dtype_is_float(t->dtype)) kiln_store_f64(t->dtype, x->data, k, lo + r);
+        else kiln_store_i64(t->dtype, x->data, k, (int64_t)(r * int_range));
+    }
+    return x;
+}
+
 void gradcheck(const char *file, int line, const char *text, double lo) {
     kiln_context *ctx = kiln_context_new();
     kiln_module *m = kiln_module_parse(ctx, text, "gradcheck.kir");
@@ -81,17 +92,8 @@ void gradcheck(const char *file, int line, const char *text, double lo) {
     }
     kiln_value in[16];
     unsigned seed = 12345;
-    for (int i = 0; i < f->n_params; i++) {
-        const kiln_type *t = f->params[i]->type;
-        kiln_tensor *x = kiln_tensor_new(ctx, t->dtype, t->ndim, t->shape);
-        for (int64_t k = 0; k < x->numel; k++) {
-            seed = seed * 1103515245u + 12345u;
-            double r = (double)(seed >> 8) / (double)(1u << 24);
-            if (kiln_dtype_is_float(t->dtype)) kiln_store_f64(t->dtype, x->data, k, lo + r);
-            else kiln_store_i64(t->dtype, x->data, k, (int64_t)(r * 2)); /* small indices / flags */
-        }
-        in[i] = kiln_value_tensor(x);
-    }
+    for (int i = 0; i < f->n_params; i++) /* ints: small indices / flags */
+        in[i] = kiln_value_tensor(random_tensor(ctx, f->params[i]->type, &seed, lo, 2));
     kiln_value out;
     if (kiln_function_run(g, f->n_params, in, &out)) {
         test_fail(file, line, "run: %s", kiln_error_message(ctx));

@@ -73,5 +73,8 @@ void gradcheck(const char *file, int line, const char *text, double lo);
 bool test_write_temp(char *path, const void *bytes, size_t n);
 /* Releases an array of values. */
 void release_all(int n, kiln_value *v);
+/* A tensor of type t with pseudo-random values from *seed (advanced): floats in [lo, lo + 1),
+ * integers in [0, int_range). */
+kiln_tensor *random_tensor(kiln_context *ctx, const kiln_type *t, unsigned *seed, double lo, int int_range);
 
 #endif

@@ -115,13 +115,7 @@ TEST(cudnn_kernel_without_exec_context_fails) {
     kiln_tensor *x = kiln_tensor_new(ctx, KILN_F32, 4, (int64_t[]){1, 1, 4, 4}), *y = kiln_tensor_new(ctx, KILN_F32, 4, (int64_t[]){1, 1, 2, 2});
     const kiln_dialect_impl *impl = n ? cudnn_impl(n->op) : NULL;
     CHECK(impl != NULL);
-    if (impl && x && y) {
-        const kiln_cuda_exec *outer = kiln_cuda_exec_get();
-        kiln_cuda_exec_set(NULL);
-        kiln_kernel_args a = {ctx, n->op, n->attrs, 1, &x, 1, &y, "test"};
-        CHECK_ERR(ctx, impl->kernel(&a), KILN_ERR_INTERNAL, "without a CUDA device context");
-        kiln_cuda_exec_set(outer);
-    }
+    if (impl && x && y) cuda_check_needs_exec(__FILE__, __LINE__, ctx, impl, n, x, y);
     kiln_tensor_release(x);
     kiln_tensor_release(y);
     kiln_module_free(m);

@@ -124,17 +124,6 @@ static double max_rel_diff(kiln_value a, kiln_value b) {
     }
 }
 
-static kiln_tensor *random_tensor(kiln_context *ctx, const kiln_type *t, unsigned *seed) {
-    kiln_tensor *x = kiln_tensor_new(ctx, t->dtype, t->ndim, t->shape);
-    for (int64_t k = 0; x && k < x->numel; k++) {
-        *seed = *seed * 1103515245u + 12345u;
-        double r = (double)(*seed >> 8) / (double)(1u << 24);
-        if (kiln_dtype_is_float(t->dtype)) kiln_store_f64(t->dtype, x->data, k, r - 0.5);
-        else kiln_store_i64(t->dtype, x->data, k, (int64_t)(r * 4));
-    }
-    return x;
-}
-
 /* Compiles @fn of text for cuda (options o, device set here), runs it `runs` times on random
  * inputs and compares every run with the interpreter on the host (relative tol). */
 static void cuda_agrees(const char *file, int line, const char *text, const char *fn, bool grad, bool graph, double tol) {
@@ -155,7 +144,7 @@ static void cuda_agrees(const char *file, int line, const char *text, const char
     }
     kiln_value in[16];
     unsigned seed = 7;
-    for (int i = 0; i < f->n_params; i++) in[i] = kiln_value_tensor(random_tensor(ctx, f->params[i]->type, &seed));
+    for (int i = 0; i < f->n_params; i++) in[i] = kiln_value_tensor(random_tensor(ctx, f->params[i]->type, &seed, -0.5, 4));
     kiln_value want;
     kiln_compile_options o = kiln_compile_defaults();
     o.device = "cuda";
