@@ -1,6 +1,6 @@
 /* loss.c — losses with torch semantics: nll_loss (a primitive with a reference kernel), and the
- * composites cross_entropy (class indices or probabilities, label smoothing), mse_loss and
- * smooth_l1_loss, as shape rules plus decompositions. */
+ * composites cross_entropy (class indices or probabilities, label smoothing), its gradient
+ * cross_entropy_backward, mse_loss and smooth_l1_loss, as shape rules plus decompositions. */
 #include "ir/ir.h"
 #include <math.h>
 #include <string.h>
@@ -151,6 +151,60 @@ kiln_var *kiln_decompose_cross_entropy(kiln_builder *b, const kiln_node *n, kiln
         if (i != cd) count *= x->shape[i];
     kiln_var *per = kiln_build1(b, KILN_OP_NEG, kiln_build_text(b, KILN_OP_SUM, 1, &prod, class_axes));
     return reduce_loss(b, per, red, kiln_build_float(b, (double)count));
+}
+
+/* ---- cross_entropy_backward ---------------------------------------------------------------
+ * The gradient of cross_entropy with class-index targets with respect to the logits, kept whole
+ * so that a library can run it in one pass over the logits (dialect "cuda"). */
+const kiln_type *kiln_shape_cross_entropy_backward(kiln_shape_args *a) {
+    int ndim;
+    int64_t shape[KILN_MAX_DIMS];
+    double eps = kiln_attr_float(a->op, a->attrs, "label_smoothing");
+    if (!check_scores(a, "logits", &ndim, shape) || !check_index_target(a, "logits", ndim, shape)) return NULL;
+    if (!(eps >= 0 && eps <= 1)) return kiln_op_fail(a, "label_smoothing %g is not in [0, 1]", eps);
+    const kiln_type *want = loss_type(a, a->in[0]->dtype, ndim, shape), *d = a->in[2];
+    char db[256], wb[256];
+    if (want && !kiln_type_equal(d, want))
+        return kiln_op_fail(a, "dloss is %s, expected %s (the type of cross_entropy's result for reduction \"%s\")",
+                            kiln_type_cstr(d, db, sizeof db), kiln_type_cstr(want, wb, sizeof wb),
+                            kiln_attr_str(a->op, a->attrs, "reduction"));
+    return want ? a->in[0] : NULL;
+}
+
+/* With p = softmax(logits) over the class axis, ε = label_smoothing and C classes:
+ *   dlogits = g * (p - (1-ε) [class == target] - ε/C), zero where target == ignore_index,
+ * g = dloss (per target for "none", one value for "sum"), dloss / (targets not ignored) for
+ * "mean". softmax comes as exp(log_softmax): the forward's log_softmax on the same logits
+ * decomposes into the same ops, so CSE shares its max and sum of exponentials. The class
+ * comparison with arange (not one_hot) keeps everything elementwise, so it fuses. */
+kiln_var *kiln_decompose_cross_entropy_backward(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    const kiln_type *x = in[0]->type;
+    int cd = class_axis(x->ndim);
+    double C = (double)x->shape[cd], eps = kiln_attr_float(n->op, n->attrs, "label_smoothing");
+    kiln_var *target = in[1], *g = in[2];
+    kiln_var *p = kiln_build1(b, KILN_OP_EXP, kiln_build(b, KILN_OP_LOG_SOFTMAX, 1, &in[0], "axis=%d", cd));
+    kiln_var *keep = kiln_build2(b, KILN_OP_NOT_EQUAL, target, kiln_build_int(b, kiln_attr_int(n->op, n->attrs, "ignore_index")));
+    if (!strcmp(kiln_attr_str(n->op, n->attrs, "reduction"), "mean")) {
+        kiln_var *count = kiln_build1(b, KILN_OP_SUM, kiln_build(b, KILN_OP_CAST, 1, &keep, "dtype=%s", kiln_dtype_name(x->dtype)));
+        g = kiln_build2(b, KILN_OP_DIVIDE, g, count);
+    }
+    /* where, not a product with keep: a mean over no kept targets divides by zero */
+    g = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){keep, g, kiln_build_float(b, 0.0)}, NULL);
+    g = kiln_build(b, KILN_OP_EXPAND_DIMS, 1, &g, "axis=%d", cd);
+    /* [C] along the class axis: [C, 1, ...] before the spatial dims of [N, C, d1, ...] */
+    kiln_var *classes = kiln_build(b, KILN_OP_ARANGE, 0, NULL, "stop=%lld, dtype=%s", (long long)x->shape[cd],
+                                   kiln_dtype_name(target->type->dtype));
+    if (x->ndim > 2) {
+        int64_t cshape[KILN_MAX_DIMS];
+        char sb[256];
+        for (int i = 0; i < x->ndim - 1; i++) cshape[i] = i ? 1 : x->shape[cd];
+        classes = kiln_build(b, KILN_OP_RESHAPE, 1, &classes, "shape=%s", kiln_shape_str(x->ndim - 1, cshape, sb, sizeof sb));
+    }
+    kiln_var *hot = kiln_build2(b, KILN_OP_EQUAL, kiln_build(b, KILN_OP_EXPAND_DIMS, 1, &target, "axis=%d", cd), classes);
+    kiln_var *on = kiln_build2(b, KILN_OP_SUBTRACT, p, kiln_build_float(b, 1 - eps + eps / C));
+    kiln_var *off = eps > 0 ? kiln_build2(b, KILN_OP_SUBTRACT, p, kiln_build_float(b, eps / C)) : p;
+    kiln_var *q = kiln_build(b, KILN_OP_WHERE, 3, (kiln_var *[]){hot, on, off}, NULL);
+    return kiln_build2(b, KILN_OP_MULTIPLY, q, g);
 }
 
 /* ---- mse_loss, smooth_l1_loss ------------------------------------------------------------- */

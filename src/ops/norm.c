@@ -134,26 +134,41 @@ kiln_var *kiln_decompose_layer_norm(kiln_builder *b, const kiln_node *n, kiln_va
 }
 
 /* ---- batch_norm --------------------------------------------------------------------------- */
-/* x [..., C at axis, ...] of at least 2 dims; every other input is [C] of x's dtype. */
-static int check_batch_norm(kiln_shape_args *a) {
-    static const char *names[] = {"x", "gamma", "beta", "running_mean", "running_var"};
+/* x [..., C at axis, ...] of at least 2 dims; inputs 1 .. n_vec - 1 (called names[i]) are [C]
+ * of x's dtype. */
+static int check_batch_norm(kiln_shape_args *a, const char *const *names, int n_vec) {
     int ax = check_x_axis(a, 2);
-    for (int i = 1; ax >= 0 && i < a->n_in; i++)
+    for (int i = 1; ax >= 0 && i < n_vec; i++)
         if (!check_param(a, i, names[i], 1, &a->in[0]->shape[ax], "[C] = x.shape[axis]")) return -1;
     return ax;
 }
 
-/* batch_norm_train -> (y, batch mean [C], biased batch variance [C]). */
-const kiln_type *kiln_shape_batch_norm_train(kiln_shape_args *a) {
-    int ax = check_batch_norm(a);
-    if (ax < 0) return NULL;
+static const char *const bn_forward_names[] = {"x", "gamma", "beta", "running_mean", "running_var"};
+
+/* (x's type, [C], [C]) for channels at axis ax. */
+static const kiln_type *bn_triple(kiln_shape_args *a, int ax) {
     const kiln_type *x = a->in[0], *c = kiln_type_tensor_a(a->arena, x->dtype, 1, &x->shape[ax]);
     const kiln_type *t = c ? kiln_type_tuple_a(a->arena, 3, (const kiln_type *[]){x, c, c}) : NULL;
     return t ? t : kiln_op_fail(a, "out of memory");
 }
 
+/* batch_norm_train -> (y, batch mean [C], biased batch variance [C]). */
+const kiln_type *kiln_shape_batch_norm_train(kiln_shape_args *a) {
+    int ax = check_batch_norm(a, bn_forward_names, a->n_in);
+    return ax < 0 ? NULL : bn_triple(a, ax);
+}
+
 const kiln_type *kiln_shape_batch_norm_infer(kiln_shape_args *a) {
-    return check_batch_norm(a) < 0 ? NULL : a->in[0];
+    return check_batch_norm(a, bn_forward_names, a->n_in) < 0 ? NULL : a->in[0];
+}
+
+/* batch_norm_train_backward(x, gamma, mean, invstd, dy) -> (dx, dgamma, dbeta): mean and
+ * invstd = 1 / sqrt(var + eps) are the forward's batch statistics, dy is shaped like x. */
+const kiln_type *kiln_shape_batch_norm_train_backward(kiln_shape_args *a) {
+    static const char *const names[] = {"x", "gamma", "mean", "invstd"};
+    int ax = check_batch_norm(a, names, 4);
+    if (ax < 0 || !check_param(a, 4, "dy", a->in[0]->ndim, a->in[0]->shape, "x's shape")) return NULL;
+    return bn_triple(a, ax);
 }
 
 /* Reshapes a [C] vector to [1, .., C, .., 1] (C at axis ax) so that it broadcasts against x. */
@@ -180,6 +195,32 @@ kiln_var *kiln_decompose_batch_norm_train(kiln_builder *b, const kiln_node *n, k
     mean = reshape(b, mean, 1, &x->shape[ax]);
     var = reshape(b, var, 1, &x->shape[ax]);
     return kiln_build_text(b, KILN_OP_TUPLE, 3, (kiln_var *[]){y, mean, var}, NULL);
+}
+
+/* With xhat = (x - mean) * invstd and M values per channel (sums over all but the channel axis):
+ *   dbeta = sum dy, dgamma = sum dy * xhat,
+ *   dx = gamma * invstd * (dy - (dbeta + xhat * dgamma) / M)
+ * (y = gamma * xhat + beta, and the batch statistics in xhat depend on every x of the channel:
+ * d xhat_j / d x_i = invstd * (delta_ij - 1/M - xhat_i xhat_j / M)). */
+kiln_var *kiln_decompose_batch_norm_train_backward(kiln_builder *b, const kiln_node *n, kiln_var *const *in) {
+    const kiln_type *x = in[0]->type;
+    int ax = kiln_norm_axis(kiln_attr_int(n->op, n->attrs, "axis"), x->ndim);
+    bool mask[KILN_MAX_DIMS];
+    int64_t m = 1;
+    for (int i = 0; i < x->ndim; i++) {
+        mask[i] = i != ax;
+        if (i != ax) m *= x->shape[i];
+    }
+    kiln_var *dy = in[4], *invstd = per_channel(b, in[3], x, ax);
+    kiln_var *xhat = kiln_build2(b, KILN_OP_MULTIPLY, kiln_build2(b, KILN_OP_SUBTRACT, in[0], per_channel(b, in[2], x, ax)), invstd);
+    kiln_var *dbeta = reduce_kept(b, KILN_OP_SUM, dy, mask, x->ndim);
+    kiln_var *dgamma = reduce_kept(b, KILN_OP_SUM, kiln_build2(b, KILN_OP_MULTIPLY, dy, xhat), mask, x->ndim);
+    kiln_var *shared = kiln_build2(b, KILN_OP_ADD, dbeta, kiln_build2(b, KILN_OP_MULTIPLY, xhat, dgamma));
+    kiln_var *centred = kiln_build2(b, KILN_OP_SUBTRACT, dy,
+                                    kiln_build2(b, KILN_OP_MULTIPLY, shared, kiln_build_float(b, 1.0 / (double)m)));
+    kiln_var *dx = kiln_build2(b, KILN_OP_MULTIPLY, kiln_build2(b, KILN_OP_MULTIPLY, per_channel(b, in[1], x, ax), invstd), centred);
+    kiln_var *out[3] = {dx, reshape(b, dgamma, 1, &x->shape[ax]), reshape(b, dbeta, 1, &x->shape[ax])};
+    return kiln_build_text(b, KILN_OP_TUPLE, 3, out, NULL);
 }
 
 /* (x - running_mean) / sqrt(running_var + eps) * gamma + beta. */

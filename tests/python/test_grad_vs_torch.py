@@ -161,6 +161,11 @@ for sa, sb in (((2, 1, 3, 4), (3, 4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((2, 3
     case("matmul", kiln.matmul, torch.matmul, rn(*sa), rn(*sb), id=f"{sa}@{sb}")
 case("dense", kiln.dense, F.linear, rn(3, 4), rn(5, 4), rn(5), id="bias")
 case("dense", kiln.dense, F.linear, rn(2, 3, 4), rn(5, 4), id="nobias-3d")
+case("gemm_epilogue", lambda x, w, b: kiln._core.apply("gemm_epilogue", [x, w, b], {"epilogue": "gelu_aux", "transpose_b": True}),
+     lambda x, w, b: (F.gelu(F.linear(x, w, b), approximate="tanh"), F.linear(x, w, b)), rn(2, 3, 4), rn(5, 4), rn(5),
+     id="gelu_aux")
+case("gemm_epilogue", lambda g, x: kiln._core.apply("gemm_epilogue", [g, x], {"epilogue": "bgrad", "transpose_a": True}),
+     lambda g, x: (g.T @ x, g.sum(0)), rn(6, 5), rn(6, 7), id="bgrad")
 case("bias_add", kiln.bias_add, lambda x, b: x + b.reshape(3, 1), rn(2, 3, 4), rn(3))
 case("bias_add", lambda x, b: kiln.bias_add(x, b, axis=-1), lambda x, b: x + b, rn(2, 3, 4), rn(4), id="last")
 

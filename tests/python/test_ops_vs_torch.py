@@ -542,6 +542,30 @@ def test_dense(rng, dt):
     each([(s, b) for s in ((2,), (), (2, 5), (0,), (1, 1)) for b in (False, True)], case)
 
 
+COVERED.add("gemm_epilogue")
+
+
+@pytest.mark.parametrize("dt", FLOATS)
+def test_gemm_epilogue(rng, dt):
+    """The epilogue pass's GEMM (src/ops/epilogue.h): activations of F.linear, the tanh gelu's
+    derivative times a product (torch's autograd), a weight gradient with its bias gradient."""
+    def ep(epilogue, **transposes):
+        return lambda *a: kiln._core.apply("gemm_epilogue", list(a), {"epilogue": epilogue, **transposes})
+
+    def dgelu(dy, w, h):
+        h = h.detach().requires_grad_()
+        F.gelu(h, approximate="tanh").backward(dy @ w)
+        return h.grad
+    x, w, b = rand(rng, (2, 3, 8), dt), rand(rng, (16, 8), dt), rand(rng, (16,), dt)
+    vs_torch(ep("relu", transpose_b=True), lambda *a: F.relu(F.linear(*a)), [x, w, b], scale=4)
+    vs_torch(ep("gelu", transpose_b=True), lambda *a: F.gelu(F.linear(*a), approximate="tanh"), [x, w], scale=4)
+    vs_torch(ep("gelu_aux", transpose_b=True), lambda *a: (F.gelu(F.linear(*a), approximate="tanh"), F.linear(*a)),
+             [x, w, b], scale=4)
+    vs_torch(ep("dgelu"), dgelu, [rand(rng, (2, 3, 8), dt), rand(rng, (8, 16), dt), rand(rng, (2, 3, 16), dt)], scale=8)
+    vs_torch(ep("bgrad", transpose_a=True), lambda g, y: (g.T @ y, g.sum(0)), [rand(rng, (6, 5), dt), rand(rng, (6, 7), dt)],
+             scale=4)
+
+
 CONV = [  # x shape, weight shape, stride, padding, dilation, groups
     ((1, 2, 5, 5), (3, 2, 3, 3), 1, 0, 1, 1), ((2, 2, 6, 5), (4, 1, 3, 2), (2, 1), (1, 0), 1, 2),
     ((1, 3, 7, 7), (3, 1, 3, 3), 2, 1, 2, 3), ((1, 1, 3, 3), (1, 1, 1, 1), 1, 0, 1, 1),
