@@ -1,7 +1,8 @@
 /* test_attention.c — the fused attention ops: hand values, the forward and autodiff's backward
  * against the naive softmax(q k^T * scale + mask) v built from kiln ops (f32 / f64 / bf16),
  * finite differences, shape errors, the cost model, and the CUDA kernels (NVRTC here, a GPU
- * run against the reference kernels where one is present: TF32 off and on, chunked scratch). */
+ * run against the reference kernels where one is present: the GEMM path with TF32 off, chunked
+ * scratch, and the flash kernels over ragged, causal and cross-attention shapes). */
 #include "cuda_check.h"
 #include "ops/cost.h"
 #include <stdlib.h>
@@ -274,8 +275,9 @@ TEST(attention_cuda_supports) {
     }
 }
 
-/* attention_forward and attention_backward (with a dlse) on the GPU against the reference kernels. */
-static void check_cuda_case(const attn_case *c, kiln_dtype dt, bool causal, double tol) {
+/* attention_forward and attention_backward (with a dlse) on the GPU against the reference kernels
+ * (tolerance per element, or with tol_of_max relative to each result's largest magnitude). */
+static void check_cuda_case(const attn_case *c, kiln_dtype dt, bool causal, double tol, bool tol_of_max) {
     kiln_context *ctx = kiln_context_new();
     char sq[64], sk[64], sv[64], so[64], sl[64], text[1024];
     case_shape(c, c->tq, c->d, sq, sizeof sq), case_shape(c, c->tk, c->d, sk, sizeof sk);
@@ -301,10 +303,10 @@ static void check_cuda_case(const attn_case *c, kiln_dtype dt, bool causal, doub
     char attrs[32];
     snprintf(attrs, sizeof attrs, "causal=%s", cs);
     CHECK_OK(ctx, kiln_op_run(ctx, "attention_forward", 3, in, attrs, &fw));
-    cuda_check_op(__FILE__, __LINE__, ctx, KILN_DIALECT_CUDA, "attention_forward", 3, in, attrs, tol, false);
+    cuda_check_op(__FILE__, __LINE__, ctx, KILN_DIALECT_CUDA, "attention_forward", 3, in, attrs, tol, tol_of_max);
     if (fw.kind == KILN_VALUE_TUPLE) {
         kiln_value bin[7] = {in[0], in[1], in[2], kiln_value_tuple_get(fw, 0), kiln_value_tuple_get(fw, 1), in[3], in[4]};
-        cuda_check_op(__FILE__, __LINE__, ctx, KILN_DIALECT_CUDA, "attention_backward", 7, bin, attrs, tol, false);
+        cuda_check_op(__FILE__, __LINE__, ctx, KILN_DIALECT_CUDA, "attention_backward", 7, bin, attrs, tol, tol_of_max);
     }
     kiln_value_release(fw);
     release_all(5, in), release_all(5, in64);
@@ -322,18 +324,42 @@ TEST(attention_cuda_vs_reference) {
     static const kiln_dtype dts[3] = {KILN_F32, KILN_BF16, KILN_F16};
     static const double tols[3] = {2e-4, 2e-2, 5e-3};
     bool tf32 = kiln_cuda_tf32();
-    kiln_cuda_set_tf32(false); /* f32 GEMMs in full f32 for the tight tolerance */
+    kiln_cuda_set_tf32(false); /* f32 through the GEMM path in full f32 for the tight tolerance (f16 / bf16: flash) */
     for (size_t i = 0; i < sizeof gpu_cases / sizeof gpu_cases[0]; i++)
         for (int t = 0; t < 3; t++)
-            for (int causal = 0; causal < 2; causal++) check_cuda_case(&gpu_cases[i], dts[t], causal, tols[t]);
+            for (int causal = 0; causal < 2; causal++) check_cuda_case(&gpu_cases[i], dts[t], causal, tols[t], false);
     /* a 1 MiB scratch bound: chunks of 3 of the 6 matrices, and chunks of one matrix over the bound */
     static const attn_case chunked[] = {{1, {6}, 200, 150, 32, 32}, {1, {2}, 600, 520, 16, 16}};
     setenv("KILN_CUDA_ATTENTION_SCRATCH_MB", "1", 1);
     for (size_t i = 0; i < sizeof chunked / sizeof chunked[0]; i++)
-        for (int t = 0; t < 3; t++) check_cuda_case(&chunked[i], dts[t], true, tols[t]);
+        for (int t = 0; t < 3; t++) check_cuda_case(&chunked[i], dts[t], true, tols[t], false);
     unsetenv("KILN_CUDA_ATTENTION_SCRATCH_MB");
     /* TF32 tensor cores (10-bit mantissas) for f32: a looser tolerance */
     kiln_cuda_set_tf32(true);
-    for (int causal = 0; causal < 2; causal++) check_cuda_case(&gpu_cases[6], KILN_F32, causal, 1e-2);
+    for (int causal = 0; causal < 2; causal++) check_cuda_case(&gpu_cases[6], KILN_F32, causal, 1e-2, false);
+    kiln_cuda_set_tf32(tf32);
+}
+
+/* The flash kernels (TF32 on, the default; f16 / bf16 always) against the reference kernels on
+ * the host, over batches of 1 and 3 heads, ragged tiles (T = 1, 17, 100, 257), D = 16 / 64 /
+ * 128, causal or not, Tq < Tk and Tq > Tk. Tolerance relative to each result's largest
+ * magnitude: TF32 keeps 10 mantissa bits (rounding ~5e-4 per operand, products of up to 257
+ * terms), so f32 gets 1e-2; f16 / bf16 results are also rounded to the dtype (bf16: 8 bits), so
+ * 1e-2 and 2e-2. The reference computes f32 / f16 / bf16 in f32 (its own error ~1e-6 is far
+ * below these). */
+TEST(attention_cuda_flash) {
+    if (!cuda_check_gpu("attention_cuda_flash")) return;
+    static const attn_case cases[] = {
+        {1, {1}, 1, 1, 16, 16},      {1, {3}, 17, 17, 16, 16},    {1, {1}, 64, 64, 64, 64},    {1, {3}, 100, 100, 64, 64},
+        {1, {1}, 257, 257, 128, 128}, {1, {3}, 17, 100, 64, 64},   {1, {1}, 100, 17, 128, 128}, {1, {3}, 257, 64, 16, 16},
+        {1, {1}, 64, 257, 128, 128}, {1, {3}, 1, 100, 128, 128},  {1, {3}, 100, 1, 64, 64},    {2, {1, 3}, 257, 257, 64, 64},
+    };
+    static const kiln_dtype dts[3] = {KILN_F32, KILN_F16, KILN_BF16};
+    static const double tols[3] = {1e-2, 1e-2, 2e-2};
+    bool tf32 = kiln_cuda_tf32();
+    kiln_cuda_set_tf32(true);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int t = 0; t < 3; t++)
+            for (int causal = 0; causal < 2; causal++) check_cuda_case(&cases[i], dts[t], causal, tols[t], true);
     kiln_cuda_set_tf32(tf32);
 }
