@@ -22,6 +22,8 @@ const kiln_cuda_exec *kiln_cuda_exec_get(void);   /* NULL outside a CUDA run */
 extern const kiln_dialect_impl *const kiln_cuda_impls[];
 /* attention_forward / attention_backward of dialect "cuda" (dialects/cuda_attention.c), in kiln_cuda_impls. */
 extern const kiln_dialect_impl kiln_cuda_attention_forward_impl, kiln_cuda_attention_backward_impl;
+/* cross_entropy / cross_entropy_backward of dialect "cuda" (dialects/cuda_loss.c), in kiln_cuda_impls. */
+extern const kiln_dialect_impl kiln_cuda_cross_entropy_impl, kiln_cuda_cross_entropy_backward_impl;
 extern const kiln_dialect_impl *const kiln_cublaslt_impls[];
 extern const kiln_dialect_impl *const kiln_cudnn_impls[]; /* dialects/cudnn.c */
 /* cuDNN's table loads (kiln_cuda_dnn: a GPU and libcudnn); false with the reason otherwise. */

@@ -1,5 +1,6 @@
 /* cuda_kernels.cu — kiln's own CUDA kernels (dialect "cuda", driven by cuda_ops.c): strided copies,
- * fills, pad, arange, the gather / scatter family and its backward, nll_loss, cumsum, argmax / argmin.
+ * fills, pad, arange, the gather / scatter family and its backward, nll_loss, adaptive average pooling and
+ * its backward, cumsum, argmax / argmin.
  * Compiled at run time by NVRTC (embedded in libkiln as a string); self-contained: no includes. */
 
 /* Every kernel walks its elements with a grid-stride loop and 64-bit indices. Structs passed by
@@ -108,21 +109,34 @@ __device__ __forceinline__ i64 resolve_index(i64 v, i64 n, int mode) {
  * strides may be 0 (broadcast) or negative (flip). n = the shape's element count. */
 struct kiln_view {
     i64 nd, n, doff, soff;
+    i64 small; /* every index and offset fits in 32 bits: the index arithmetic runs in 32 bits */
     i64 shape[VIEW_DIMS], dstr[VIEW_DIMS], sstr[VIEW_DIMS];
 };
+/* Element i's offsets in dst and src, in I (int or i64: 64-bit division costs many instructions,
+ * and a copy's time goes mostly into decoding indices when it is not memory-bound). */
+template <typename I> __device__ __forceinline__ void view_offsets(const kiln_view &v, i64 i, i64 *d, i64 *s) {
+    I r = (I)i, dd = (I)v.doff, ss = (I)v.soff;
+    for (int k = (int)v.nd - 1; k >= 0; k--) {
+        I c = r % (I)v.shape[k];
+        r /= (I)v.shape[k];
+        dd += c * (I)v.dstr[k];
+        ss += c * (I)v.sstr[k];
+    }
+    *d = dd, *s = ss;
+}
 template <typename T> __device__ void kiln_copy_body(T *dst, const T *src, const kiln_view &v) {
     FOR_EACH(i, v.n) {
-        i64 r = i, d = v.doff, s = v.soff;
-        for (int k = (int)v.nd - 1; k >= 0; k--) {
-            i64 c = r % v.shape[k];
-            r /= v.shape[k];
-            d += c * v.dstr[k];
-            s += c * v.sstr[k];
-        }
+        i64 d, s;
+        if (v.small) view_offsets<int>(v, i, &d, &s);
+        else view_offsets<i64>(v, i, &d, &s);
         dst[d] = src[s];
     }
 }
 SIZED(kiln_copy, (void *dst, const void *src, const __grid_constant__ kiln_view v), ((T *)dst, (const T *)src, v))
+/* The copy of 16-byte elements (runs of smaller ones moved as vectors). */
+extern "C" __global__ void kiln_copy_16(void *dst, const void *src, const __grid_constant__ kiln_view v) {
+    kiln_copy_body<uint4>((uint4 *)dst, (const uint4 *)src, v);
+}
 
 /* dst[0..n) = the element whose bits are `bits` (low bytes). */
 template <typename T> __device__ void kiln_fill_body(T *dst, i64 n, u64 bits) {
@@ -370,6 +384,47 @@ extern "C" __global__ void kiln_nll_reduce(void *out, const void *lp, i64 dt, co
     if (threadIdx.x == 0) {
         double nan = __longlong_as_double(0x7ff8000000000000LL);
         store_f64(out, 0, (int)dt, !mean ? sum[0] : kept_n[0] ? sum[0] / (double)kept_n[0] : nan);
+    }
+}
+
+/* ---- adaptive average pooling ---------------------------------------------------------------- */
+/* Planes of [h, w] pooled to [oh, ow] with torch's windows: output o of n covers inputs
+ * [floor(o * in / n), ceil((o + 1) * in / n)) along each axis. Sums in double. */
+__device__ __forceinline__ i64 win_start(i64 o, i64 in, i64 n) { return o * in / n; }
+__device__ __forceinline__ i64 win_end(i64 o, i64 in, i64 n) { return ((o + 1) * in + n - 1) / n; }
+
+/* One thread per output element: the mean of its window. */
+extern "C" __global__ void kiln_adaptive_avg_pool(void *y, const void *x, i64 dt, i64 planes, i64 h, i64 w, i64 oh, i64 ow) {
+    FOR_EACH(i, planes * oh * ow) {
+        i64 p = i / (oh * ow), r = i % (oh * ow) / ow, c = i % ow;
+        i64 r0 = win_start(r, h, oh), r1 = win_end(r, h, oh), c0 = win_start(c, w, ow), c1 = win_end(c, w, ow);
+        double s = 0;
+        for (i64 a = r0; a < r1; a++)
+            for (i64 b = c0; b < c1; b++) s += load_f64(x, (p * h + a) * w + b, (int)dt);
+        store_f64(y, i, (int)dt, s / (double)((r1 - r0) * (c1 - c0)));
+    }
+}
+
+/* One thread per input element: the sum of dy / window size over the windows that cover it (a
+ * gather, so no atomics; windows overlap only where in is not a multiple of n). The first
+ * window along an axis that covers index a is o_lo = floor(a * n / in) or one of its
+ * predecessors; later ones follow while their start is <= a. */
+__device__ __forceinline__ i64 first_cover(i64 a, i64 in, i64 n) {
+    i64 o = a * n / in;
+    while (o > 0 && win_end(o - 1, in, n) > a) o--;
+    return o;
+}
+extern "C" __global__ void kiln_adaptive_avg_pool_backward(void *dx, const void *dy, i64 dt, i64 planes, i64 h, i64 w,
+                                                           i64 oh, i64 ow) {
+    FOR_EACH(i, planes * h * w) {
+        i64 p = i / (h * w), a = i % (h * w) / w, b = i % w;
+        double s = 0;
+        for (i64 r = first_cover(a, h, oh); r < oh && win_start(r, h, oh) <= a; r++) {
+            i64 rs = win_end(r, h, oh) - win_start(r, h, oh);
+            for (i64 c = first_cover(b, w, ow); c < ow && win_start(c, w, ow) <= b; c++)
+                s += load_f64(dy, (p * oh + r) * ow + c, (int)dt) / (double)(rs * (win_end(c, w, ow) - win_start(c, w, ow)));
+        }
+        store_f64(dx, i, (int)dt, s);
     }
 }
 

@@ -1,9 +1,11 @@
 /* cuda_ops.c — the "cuda" dialect: kiln's own CUDA kernels (cuda_kernels.cu, compiled by NVRTC once
- * per device) for the layout, indexing, creation, loss and scan ops generated code does not cover.
+ * per device) for the layout, indexing, creation, loss, adaptive pooling and scan ops generated code does
+ * not cover.
  * Kernels read device pointers from their kiln_kernel_args and enqueue work without synchronizing. */
 #include "dialects/cuda_dialect.h"
 #include "ops/layout.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Device-side index checks: the host kernels raise on an index out of range; reading an error
@@ -20,7 +22,8 @@ extern const char kiln_cuda_kernels_src[]; /* cuda_kernels.cu as a string (gener
     X(GATHER, kiln_gather) X(SCATTER, kiln_scatter) X(GATHER_ND, kiln_gather_nd) X(ONE_HOT, kiln_one_hot)
 #define PLAIN_KERNELS(X) X(ARANGE, kiln_arange) X(SCATTER_ADD, kiln_scatter_add) X(TAKE_BACKWARD, kiln_take_backward) \
     X(GATHER_ND_BACKWARD, kiln_gather_nd_backward) X(PAD_BACKWARD, kiln_pad_backward) X(NLL_NONE, kiln_nll_none) \
-    X(NLL_REDUCE, kiln_nll_reduce) X(CUMSUM, kiln_cumsum) X(ARGREDUCE, kiln_argreduce)
+    X(NLL_REDUCE, kiln_nll_reduce) X(CUMSUM, kiln_cumsum) X(ARGREDUCE, kiln_argreduce) \
+    X(COPY_16, kiln_copy_16) X(ADAPTIVE_AVG_POOL, kiln_adaptive_avg_pool) X(ADAPTIVE_AVG_POOL_BACKWARD, kiln_adaptive_avg_pool_backward)
 enum {
 #define SIZED_ID(ID, name) K_##ID, K_##ID##_2, K_##ID##_4, K_##ID##_8,
 #define PLAIN_ID(ID, name) K_##ID,
@@ -41,7 +44,7 @@ static int sized(int k, size_t es) { return k + (es == 1 ? 0 : es == 2 ? 1 : es 
 
 /* The kernels' structs, field for field as in cuda_kernels.cu (8-byte fields only). */
 typedef struct kiln_view {
-    int64_t nd, n, doff, soff;
+    int64_t nd, n, doff, soff, small;
     int64_t shape[KILN_VIEW_DIMS], dstr[KILN_VIEW_DIMS], sstr[KILN_VIEW_DIMS];
 } kiln_view;
 typedef struct kiln_pad_args {
@@ -101,8 +104,9 @@ static kiln_status zero(kiln_kernel_args *a, const kiln_cuda_exec *e, kiln_tenso
 /* ---- the strided copy engine (the device twin of layout.h's kiln_strided_copy) ----------------- */
 /* dst[doff + sum i_k dstr_k] = src[soff + sum i_k sstr_k] over shape (nd <= KILN_VIEW_DIMS). Dims
  * of size 1 drop out, dims contiguous on both sides merge, and unit-stride inner runs of small
- * elements are moved as wider ones (2x per step up to 8 bytes) when sizes, strides and addresses
- * allow; a copy that ends up contiguous is one copy_d2d. */
+ * elements are moved as wider ones (2x per step up to 16 bytes) when sizes, strides and addresses
+ * allow; a copy that ends up contiguous is one copy_d2d. Index arithmetic runs in 32 bits when
+ * every element index and offset fits. */
 static kiln_status strided_copy(kiln_kernel_args *a, const kiln_cuda_exec *e, void *dst, int64_t doff, const int64_t *dstr,
                                 const void *src, int64_t soff, const int64_t *sstr, int nd, const int64_t *shape, size_t es) {
     kiln_view v = {.doff = doff, .soff = soff, .n = 1};
@@ -120,7 +124,7 @@ static kiln_status strided_copy(kiln_kernel_args *a, const kiln_cuda_exec *e, vo
         v.n *= shape[i];
     }
     int64_t last = v.nd - 1;
-    while (es < 8 && v.nd && v.dstr[last] == 1 && v.sstr[last] == 1 && v.shape[last] % 2 == 0 && v.doff % 2 == 0 &&
+    while (es < 16 && v.nd && v.dstr[last] == 1 && v.sstr[last] == 1 && v.shape[last] % 2 == 0 && v.doff % 2 == 0 &&
            v.soff % 2 == 0 && (uintptr_t)dst % (2 * es) == 0 && (uintptr_t)src % (2 * es) == 0) {
         bool even = true;
         for (int64_t k = 0; k < last; k++) even = even && v.dstr[k] % 2 == 0 && v.sstr[k] % 2 == 0;
@@ -133,8 +137,11 @@ static kiln_status strided_copy(kiln_kernel_args *a, const kiln_cuda_exec *e, vo
         if (e->be->copy_d2d(e->dev, (char *)dst + (size_t)v.doff * es, s, (size_t)v.n * es)) return kiln_cuda_fail(a, e, "copy_d2d");
         return KILN_OK;
     }
+    int64_t dmax = v.doff, smax = v.soff; /* the largest |offset| reached (strides may be negative) */
+    for (int64_t k = 0; k < v.nd; k++) dmax += (v.shape[k] - 1) * llabs(v.dstr[k]), smax += (v.shape[k] - 1) * llabs(v.sstr[k]);
+    v.small = v.n <= INT32_MAX && dmax <= INT32_MAX && smax <= INT32_MAX;
     void *args[] = {&dst, &src, &v};
-    return launch(a, e, sized(K_COPY, es), v.n, args);
+    return launch(a, e, es == 16 ? K_COPY_16 : sized(K_COPY, es), v.n, args);
 }
 
 /* The contiguous `out` from the view (shape over nd dims enumerating out in order, soff, sstr)
@@ -563,6 +570,21 @@ static kiln_status cuda_argreduce(kiln_kernel_args *a) {
     return launch(a, e, K_ARGREDUCE, -outer * inner, args); /* one block per result element */
 }
 
+/* ---- adaptive average pooling ------------------------------------------------------------------ */
+/* x [..., h, w] -> y [..., oh, ow] (forward: one thread per output; backward: dy [..., oh, ow] ->
+ * dx [..., h, w], one thread per input element gathering the windows that cover it). */
+static kiln_status cuda_adaptive_avg_pool(kiln_kernel_args *a) {
+    EXEC(a, e);
+    bool fwd = a->op == KILN_OP_ADAPTIVE_AVG_POOL2D;
+    const kiln_tensor *in = fwd ? a->in[0] : a->out[0], *out = fwd ? a->out[0] : a->in[0]; /* [.., h, w], [.., oh, ow] */
+    int nd = in->ndim;
+    int64_t dt = in->dtype, h = in->shape[nd - 2], w = in->shape[nd - 1], oh = out->shape[nd - 2], ow = out->shape[nd - 1];
+    int64_t planes = h * w != 0 ? in->numel / (h * w) : 0;
+    void *args[] = {&a->out[0]->data, (void *)&a->in[0]->data, &dt, &planes, &h, &w, &oh, &ow};
+    if (!fwd && oh * ow == 0) return zero(a, e, a->out[0]); /* nothing pooled: no gradient */
+    return launch(a, e, fwd ? K_ADAPTIVE_AVG_POOL : K_ADAPTIVE_AVG_POOL_BACKWARD, a->out[0]->numel, args);
+}
+
 /* ---- registry ---------------------------------------------------------------------------------- */
 /* Each kernel moves raw elements of any dtype (or converts through the dtype helpers), so every
  * node the shape rules accept is supported. */
@@ -595,6 +617,8 @@ IMPL(nll_loss_impl, NLL_LOSS, cuda_nll_loss)
 IMPL(cumsum_impl, CUMSUM, cuda_cumsum)
 IMPL(argmax_impl, ARGMAX, cuda_argreduce)
 IMPL(argmin_impl, ARGMIN, cuda_argreduce)
+IMPL(adaptive_avg_pool_impl, ADAPTIVE_AVG_POOL2D, cuda_adaptive_avg_pool)
+IMPL(adaptive_avg_pool_backward_impl, ADAPTIVE_AVG_POOL2D_BACKWARD, cuda_adaptive_avg_pool)
 #undef IMPL
 
 const kiln_dialect_impl *const kiln_cuda_impls[] = {
@@ -602,4 +626,6 @@ const kiln_dialect_impl *const kiln_cuda_impls[] = {
     &strided_slice_impl, &strided_slice_backward_impl, &concatenate_impl, &split_impl, &tile_impl, &repeat_impl,
     &pad_impl, &pad_backward_impl, &take_impl, &take_backward_impl, &gather_impl, &scatter_impl, &gather_nd_impl,
     &gather_nd_backward_impl, &one_hot_impl, &full_impl, &arange_impl, &nll_loss_impl, &cumsum_impl, &argmax_impl,
-    &argmin_impl, &kiln_cuda_attention_forward_impl, &kiln_cuda_attention_backward_impl, NULL};
+    &argmin_impl, &adaptive_avg_pool_impl, &adaptive_avg_pool_backward_impl,
+    &kiln_cuda_attention_forward_impl, &kiln_cuda_attention_backward_impl, &kiln_cuda_cross_entropy_impl,
+    &kiln_cuda_cross_entropy_backward_impl, NULL};

@@ -135,6 +135,8 @@ TEST(cuda_layout_ops_match_reference) {
     }
     CHECK1("transpose", rnd(ctx, KILN_F32, "4,6,8", -1, 1), "axes=[2, 0, 1]", 0);
     CHECK1("transpose", rnd(ctx, KILN_F16, "2,4,16,8", -1, 1), "axes=[0, 2, 1, 3]", 0); /* attention heads */
+    CHECK1("transpose", rnd(ctx, KILN_F32, "2,24,3,64", -1, 1), "axes=[0, 2, 1, 3]", 0); /* runs of 256 B: 16-byte moves */
+    CHECK1("transpose", rnd(ctx, KILN_F64, "3,2,5,2", -1, 1), "axes=[2, 1, 0, 3]", 0);  /* runs of 2 f64: 16-byte moves */
     CHECK1("transpose", rnd(ctx, KILN_F32, "33,65", -1, 1), "axes=[1, 0]", 0);
     CHECK1("reverse", rnd(ctx, KILN_F32, "3,4,5", -1, 1), "axes=[0, 2]", 0);
     CHECK1("reverse", rnd(ctx, KILN_BF16, "7", -1, 1), "axes=[-1]", 0);
@@ -230,6 +232,13 @@ TEST(cuda_misc_ops_match_reference) {
     CHECK1("argmax", rnd(ctx, KILN_I8, "3,700", -120, 120), "axis=1", 0);
     CHECK1("argmin", rnd(ctx, KILN_BF16, "5,4,3", -1, 1), NULL, 0);
     CHECK1("argmax", rnd(ctx, KILN_I64, "1000,3", -5, 5), "axis=0", 0); /* many ties */
+    /* adaptive average pooling: ResNet's global pool, and uneven, overlapping windows (5 -> 3, 9 -> 4, 8 -> 3) */
+    CHECK1("adaptive_avg_pool2d", rnd(ctx, KILN_F32, "4,6,7,7", -1, 1), "output_size=[1, 1]", 1e-6);
+    CHECK1("adaptive_avg_pool2d", rnd(ctx, KILN_F32, "2,3,5,7", -1, 1), "output_size=[3, 2]", 1e-6);
+    CHECK1("adaptive_avg_pool2d", rnd(ctx, KILN_BF16, "1,3,9,4", -1, 1), "output_size=[4, 4]", 1e-2);
+    CHECK1("adaptive_avg_pool2d_backward", rnd(ctx, KILN_F32, "4,6,1,1", -1, 1), "output_size=[1, 1], input_size=[7, 7]", 1e-6);
+    CHECK1("adaptive_avg_pool2d_backward", rnd(ctx, KILN_F32, "2,3,3,2", -1, 1), "output_size=[3, 2], input_size=[5, 7]", 1e-6);
+    CHECK1("adaptive_avg_pool2d_backward", rnd(ctx, KILN_F16, "1,3,2,3", -1, 1), "output_size=[2, 3], input_size=[7, 8]", 2e-3);
     kiln_context_free(ctx);
 }
 
