@@ -518,6 +518,12 @@ static int dnn_pool_bwd(int dev, const kiln_dnn_pool *p, const void *x, const vo
 }
 
 /* ---- batch normalisation -------------------------------------------------------------------- */
+/* Every call uses CUDNN_BATCHNORM_SPATIAL, deliberately: SPATIAL_PERSISTENT can be faster, but on
+ * NCHW it may reduce through scaled integer atomics whose narrower range overflows to Inf / NaN
+ * for large finite inputs where SPATIAL stays finite (cuDNN's documentation; PyTorch keeps NCHW
+ * on SPATIAL after accuracy losses in ResNeXt training). */
+static const cudnnBatchNormMode_t bn_mode = CUDNN_BATCHNORM_SPATIAL;
+
 /* A batch-norm call: x's descriptor and the derived f32 [1, c, 1, 1] one of the vectors. */
 typedef struct bn_call {
     dnn_dev *d;
@@ -549,7 +555,7 @@ static int bn_begin(bn_call *k, int dev, const kiln_dnn_bn *b, const char *dir, 
     if (!(k->d = dev_enter(dev, k->what))) return -1;
     if (tensor_desc(&k->xd, b->dtype, b->n, b->c, b->h, b->w, k->what) || DN_CALL(k->what, cudnnCreateTensorDescriptor, &k->bnd))
         return -1;
-    return DN_CALL(k->what, cudnnDeriveBNTensorDescriptor, k->bnd, k->xd, CUDNN_BATCHNORM_SPATIAL);
+    return DN_CALL(k->what, cudnnDeriveBNTensorDescriptor, k->bnd, k->xd, bn_mode);
 }
 
 static int dnn_bn_train_fwd(int dev, const kiln_dnn_bn *b, const void *x, const void *gamma, const void *beta, void *y,
@@ -564,7 +570,7 @@ static int dnn_bn_train_fwd(int dev, const kiln_dnn_bn *b, const void *x, const 
         const float one = 1.0f, zero = 0.0f, unbias = (float)((m - 1) / m);
         size_t bytes = (size_t)b->c * sizeof(float);
         rc = kiln_cu_memset(dev, mean, 0, bytes) || kiln_cu_memset(dev, var, 0, bytes) ||
-             DN_CALL(k.what, cudnnBatchNormalizationForwardTraining, k.d->handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, k.xd, x,
+             DN_CALL(k.what, cudnnBatchNormalizationForwardTraining, k.d->handle, bn_mode, &one, &zero, k.xd, x,
                      k.xd, y, k.bnd, gamma, beta, 1.0, mean, var, b->eps, save_mean, save_invstd) ||
              DN_CALL(k.what, cudnnScaleTensor, k.d->handle, k.bnd, var, &unbias)
                  ? -1
@@ -580,7 +586,7 @@ static int dnn_bn_infer_fwd(int dev, const kiln_dnn_bn *b, const void *x, const 
     int rc = bn_begin(&k, dev, b, "inference forward", false, NULL);
     const float one = 1.0f, zero = 0.0f;
     if (!rc)
-        rc = DN_CALL(k.what, cudnnBatchNormalizationForwardInference, k.d->handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, k.xd, x,
+        rc = DN_CALL(k.what, cudnnBatchNormalizationForwardInference, k.d->handle, bn_mode, &one, &zero, k.xd, x,
                      k.xd, y, k.bnd, gamma, beta, mean, var, b->eps);
     bn_end(&k);
     return rc;
@@ -592,7 +598,7 @@ static int dnn_bn_bwd(int dev, const kiln_dnn_bn *b, const void *x, const void *
     int rc = bn_begin(&k, dev, b, "backward", true, (const void *[]){save_mean, save_invstd});
     const float one = 1.0f, zero = 0.0f;
     if (!rc)
-        rc = DN_CALL(k.what, cudnnBatchNormalizationBackward, k.d->handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero,
+        rc = DN_CALL(k.what, cudnnBatchNormalizationBackward, k.d->handle, bn_mode, &one, &zero, &one, &zero,
                      k.xd, x, k.xd, dy, k.xd, dx, k.bnd, gamma, dgamma, dbeta, b->eps, save_mean, save_invstd);
     bn_end(&k);
     return rc;

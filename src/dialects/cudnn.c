@@ -1,6 +1,7 @@
 /* cudnn.c — the "cudnn" dialect (core side, no CUDA headers): conv2d, its data gradient
- * (conv2d_transpose) and weight gradient, max / avg pooling and their backwards, batch_norm_train
- * and batch_norm_infer, on NCHW device tensors through the backend's cuDNN table (backend_dnn.h).
+ * (conv2d_transpose) and weight gradient, max / avg pooling and their backwards, batch_norm_train,
+ * its backward and batch_norm_infer, on NCHW device tensors through the backend's cuDNN table
+ * (backend_dnn.h).
  * supports() reads only shapes and attributes, so dispatch asks no library. */
 #include "backend/backend_dnn.h"
 #include "dialects/conv_geom.h"
@@ -93,17 +94,19 @@ static bool pool_supports(const kiln_node *n) {
 }
 
 /* ---- batch normalisation -------------------------------------------------------------------- */
-/* x [d0, .., C at axis, .., dk] as cuDNN's [prod(before), C, prod(after), 1]. */
+/* x [d0, .., C at axis, .., dk] as cuDNN's [prod(before), C, prod(after), 1] (a 2-D [N, C] as
+ * [N, C, 1, 1]). The backward takes the forward's mean and 1 / sqrt(var + eps), so cuDNN reads
+ * no eps there (0 = CUDNN_BN_MIN_EPSILON). */
 static bool bn_desc(kiln_op op, const kiln_attr *attrs, int ndim, const int64_t *shape, kiln_dtype dt, kiln_dnn_bn *b) {
     int ax = kiln_norm_axis(kiln_attr_int(op, attrs, "axis"), ndim);
     if (ax < 0) return false;
     *b = (kiln_dnn_bn){.dtype = dt, .n = 1, .c = shape[ax], .h = 1, .w = 1,
-                       .eps = kiln_attr_float(op, attrs, "eps")};
+                       .eps = op == KILN_OP_BATCH_NORM_TRAIN_BACKWARD ? 0 : kiln_attr_float(op, attrs, "eps")};
     for (int i = 0; i < ndim; i++) {
         if (i < ax) b->n *= shape[i];
         else if (i > ax) b->h *= shape[i];
     }
-    bool training = op == KILN_OP_BATCH_NORM_TRAIN;
+    bool training = op != KILN_OP_BATCH_NORM_INFER;
     return fits_int(b->n) && fits_int(b->c) && fits_int(b->h) && (!training || b->n * b->h >= 2) && b->eps >= 0;
 }
 
@@ -155,11 +158,16 @@ static kiln_status cudnn_kernel(kiln_kernel_args *a) {
         break;
     case KILN_OP_BATCH_NORM_TRAIN: /* (x, gamma, beta) -> (y, mean, var) */
     case KILN_OP_BATCH_NORM_INFER: /* (x, gamma, beta, running_mean, running_var) -> y */
+    case KILN_OP_BATCH_NORM_TRAIN_BACKWARD: /* (x, gamma, mean, invstd, dy) -> (dx, dgamma, dbeta) */
         if (!bn_desc(a->op, a->attrs, in[0]->ndim, in[0]->shape, dt, &b)) goto unsupported;
-        rc = a->op == KILN_OP_BATCH_NORM_TRAIN
-                 ? dnn->bn_train_fwd(dev, &b, in[0]->data, in[1]->data, in[2]->data, out[0]->data, out[1]->data, out[2]->data,
-                                     NULL, NULL)
-                 : dnn->bn_infer_fwd(dev, &b, in[0]->data, in[1]->data, in[2]->data, in[3]->data, in[4]->data, out[0]->data);
+        if (a->op == KILN_OP_BATCH_NORM_TRAIN)
+            rc = dnn->bn_train_fwd(dev, &b, in[0]->data, in[1]->data, in[2]->data, out[0]->data, out[1]->data, out[2]->data,
+                                   NULL, NULL);
+        else if (a->op == KILN_OP_BATCH_NORM_INFER)
+            rc = dnn->bn_infer_fwd(dev, &b, in[0]->data, in[1]->data, in[2]->data, in[3]->data, in[4]->data, out[0]->data);
+        else /* mean and invstd as cuDNN's saved statistics: no pass over x to recompute them */
+            rc = dnn->bn_bwd(dev, &b, in[0]->data, in[4]->data, in[1]->data, in[2]->data, in[3]->data, out[0]->data,
+                             out[1]->data, out[2]->data);
         break;
     default:
         goto unsupported;
@@ -181,7 +189,9 @@ CUDNN_IMPL(cudnn_max_pool_bw, MAX_POOL2D_BACKWARD, pool_supports)
 CUDNN_IMPL(cudnn_avg_pool_bw, AVG_POOL2D_BACKWARD, pool_supports)
 CUDNN_IMPL(cudnn_bn_train, BATCH_NORM_TRAIN, bn_supports)
 CUDNN_IMPL(cudnn_bn_infer, BATCH_NORM_INFER, bn_supports)
+CUDNN_IMPL(cudnn_bn_train_bw, BATCH_NORM_TRAIN_BACKWARD, bn_supports)
 #undef CUDNN_IMPL
-const kiln_dialect_impl *const kiln_cudnn_impls[] = {&cudnn_conv2d,   &cudnn_conv2d_t,    &cudnn_conv2d_bw,
-                                                     &cudnn_max_pool, &cudnn_avg_pool,    &cudnn_max_pool_bw,
-                                                     &cudnn_avg_pool_bw, &cudnn_bn_train, &cudnn_bn_infer, NULL};
+const kiln_dialect_impl *const kiln_cudnn_impls[] = {&cudnn_conv2d,      &cudnn_conv2d_t,    &cudnn_conv2d_bw,
+                                                     &cudnn_max_pool,    &cudnn_avg_pool,    &cudnn_max_pool_bw,
+                                                     &cudnn_avg_pool_bw, &cudnn_bn_train,    &cudnn_bn_infer,
+                                                     &cudnn_bn_train_bw, NULL};
