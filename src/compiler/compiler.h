@@ -39,6 +39,7 @@ kiln_status kiln_passes_run(kiln_pass_ctx *pc, kiln_function *f);
 /* ---- the passes (one file each in src/passes or src/compiler) ---------------------------- */
 kiln_status kiln_pass_infer_types(kiln_pass_ctx *pc, kiln_function *f);   /* manager.c */
 kiln_status kiln_pass_inline_calls(kiln_pass_ctx *pc, kiln_function *f);  /* manager.c */
+kiln_status kiln_pass_epilogue(kiln_pass_ctx *pc, kiln_function *f);      /* passes/epilogue.c */
 kiln_status kiln_pass_decompose_composites(kiln_pass_ctx *pc, kiln_function *f); /* manager.c */
 kiln_status kiln_pass_simplify(kiln_pass_ctx *pc, kiln_function *f);      /* passes/simplify.c */
 kiln_status kiln_pass_fold(kiln_pass_ctx *pc, kiln_function *f);          /* passes/fold.c */

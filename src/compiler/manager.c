@@ -4,6 +4,7 @@
 #include "passes/passes.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 kiln_status kiln_pass_infer_types(kiln_pass_ctx *pc, kiln_function *f) {
     (void)f;
@@ -34,6 +35,7 @@ kiln_status kiln_pass_remove_dead(kiln_pass_ctx *pc, kiln_function *f) {
 const kiln_pass kiln_passes[] = {
     {"infer-types", kiln_pass_infer_types, 0},
     {"inline", kiln_pass_inline_calls, 0},
+    {"epilogue", kiln_pass_epilogue, 1}, /* KILN_CUDA_EPILOGUES=1: GEMM + activation / bias gradient -> one cuBLASLt call */
     {"decompose", kiln_pass_decompose_composites, 0},
     {"simplify", kiln_pass_simplify, 1},
     {"fold", kiln_pass_fold, 1},
@@ -45,12 +47,23 @@ const kiln_pass kiln_passes[] = {
 };
 const int kiln_n_passes = (int)(sizeof kiln_passes / sizeof kiln_passes[0]);
 
+/* Whether the comma list KILN_SKIP_PASSES names pass p (an experiment's switch: e.g.
+ * KILN_SKIP_PASSES=epilogue,cse). Only optimizations (min_opt_level >= 1) can be skipped. */
+static bool skipped(const kiln_pass *p, bool required) {
+    const char *list = getenv("KILN_SKIP_PASSES");
+    size_t n = strlen(p->name);
+    for (const char *at = list; !required && p->min_opt_level >= 1 && at && *at; at += strcspn(at, ",") + (at[strcspn(at, ",")] != 0))
+        if (strcspn(at, ",") == n && !strncmp(at, p->name, n)) return true;
+    return false;
+}
+
 kiln_status kiln_passes_run(kiln_pass_ctx *pc, kiln_function *f) {
     for (int i = 0; i < kiln_n_passes; i++) {
         const kiln_pass *p = &kiln_passes[i];
         /* on CUDA, generated kernels are the only implementation of elementwise ops and
          * reductions: fusion runs at every level */
-        if (pc->opt_level < p->min_opt_level && !(pc->cuda && p->run == kiln_pass_fuse)) continue;
+        bool required = pc->cuda && p->run == kiln_pass_fuse;
+        if ((pc->opt_level < p->min_opt_level && !required) || skipped(p, required)) continue;
         if (p->run(pc, f)) {
             const char *msg = kiln_error_message(pc->ctx);
             char copy[KILN_ERROR_MAX];

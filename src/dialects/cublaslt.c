@@ -1,6 +1,8 @@
-/* cublaslt.c — the "cublaslt" dialect: matmul, batch_matmul and dense (bias as the GEMM's
- * epilogue) in f32 (TF32 per kiln_cuda_tf32), f16 and bf16, through the backend's gemm (cuBLASLt). */
+/* cublaslt.c — the "cublaslt" dialect: matmul, batch_matmul, dense (bias as the GEMM's epilogue)
+ * and gemm_epilogue (relu / gelu / their backward / bias gradient as cuBLASLt epilogues) in f32
+ * (TF32 per kiln_cuda_tf32), f16 and bf16, through the backend's gemm (cuBLASLt). */
 #include "dialects/cuda_dialect.h"
+#include "ops/epilogue.h"
 #include "ops/layout.h"
 #include <string.h>
 
@@ -60,21 +62,24 @@ static void mm_geom_make(kiln_dtype dt, int na, const int64_t *sa, int nb, const
         p->loop[d] = size[d], p->loop_a[d] = ma[d] * mat_a, p->loop_b[d] = mb[d] * mat_b, p->loop_c[d] = mc[d] * mat_c;
 }
 
-/* dense(x [.., k], w [n, k], b [n]?) = x @ w^T (+ b): one GEMM over the rows of x, the bias as
- * its epilogue (the form the epilogue patterns extend: set g->epilogue / aux afterwards). */
-static void dense_desc(kiln_dtype dt, int nx, const int64_t *sx, const int64_t *sw, bool bias, kiln_gemm_desc *g) {
+/* op(a) @ op(b) as one GEMM over rows: a [.., k] (its leading dims folded into the rows) or, with
+ * ta, a 2-D [k, m]; b 2-D [k, n], or [n, k] with tb. dense(x, w, b?) is a = x, b = w with tb and
+ * the bias as the epilogue; gemm_epilogue sets its epilogue's fields afterwards. No epilogue here. */
+static void rows_desc(kiln_dtype dt, int na, const int64_t *sa, bool ta, const int64_t *sb, bool tb, kiln_gemm_desc *g) {
     memset(g, 0, sizeof *g);
-    g->dtype = dt, g->tf32 = dt == KILN_F32 && kiln_cuda_tf32(), g->alpha = 1, g->trans_b = true;
-    g->m = kiln_shape_numel(nx - 1, sx), g->n = sw[0], g->k = sw[1];
-    g->lda = g->k, g->ldb = g->k, g->ldc = g->n, g->batch = 1;
+    g->dtype = dt, g->tf32 = dt == KILN_F32 && kiln_cuda_tf32(), g->alpha = 1, g->trans_a = ta, g->trans_b = tb;
+    g->m = ta ? sa[1] : kiln_shape_numel(na - 1, sa), g->k = ta ? sa[0] : sa[na - 1], g->n = tb ? sb[0] : sb[1];
+    g->lda = sa[na - 1], g->ldb = sb[1], g->ldc = g->n, g->batch = 1;
     g->stride_a = g->m * g->k, g->stride_b = g->n * g->k, g->stride_c = g->m * g->n;
-    g->epilogue = bias ? KILN_EPI_BIAS : KILN_EPI_NONE;
+    g->epilogue = KILN_EPI_NONE;
 }
 
 /* ---- supports ---------------------------------------------------------------------------------- */
-/* Every input a tensor of the result's dtype, f32 / f16 / bf16. */
+/* Every input a tensor of the result's dtype (that of its first element for a tuple), f32 / f16 /
+ * bf16. */
 static bool gemm_dtypes(const kiln_node *n) {
     const kiln_type *o = n->out->type;
+    if (o && o->kind == KILN_TYPE_TUPLE && o->n_elems > 0) o = o->elems[0];
     if (!o || o->kind != KILN_TYPE_TENSOR || (o->dtype != KILN_F32 && o->dtype != KILN_F16 && o->dtype != KILN_BF16)) return false;
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i]->type->kind != KILN_TYPE_TENSOR || n->in[i]->type->dtype != o->dtype) return false;
@@ -85,6 +90,21 @@ static bool mm_supports(const kiln_node *n) { return gemm_dtypes(n); }
 
 /* An empty contraction with a bias (rows = the bias) is left to the host. */
 static bool dense_supports(const kiln_node *n) { return gemm_dtypes(n) && (n->n_in < 3 || n->in[1]->type->shape[1] > 0); }
+
+/* What cuBLASLt does: no empty dims; an aux matrix (gelu_aux writes it, dgelu reads it) with
+ * ld_aux = n, which cuBLASLt wants a multiple of 8; bgrad with transpose_a only (the weight
+ * gradient dW = dY^T X; without it cuBLASLt may have no kernel). Otherwise the decomposition runs. */
+static bool epilogue_supports(const kiln_node *n) {
+    if (!gemm_dtypes(n)) return false;
+    const kiln_type *x = n->in[0]->type, *w = n->in[1]->type;
+    kiln_epilogue e = kiln_epilogue_of(n->attrs);
+    kiln_gemm_desc g;
+    rows_desc(x->dtype, x->ndim, x->shape, kiln_attr_bool(n->op, n->attrs, "transpose_a"), w->shape,
+              kiln_attr_bool(n->op, n->attrs, "transpose_b"), &g);
+    if (!g.m || !g.n || !g.k || e == KILN_EPILOGUE_COUNT) return false;
+    if ((e == KILN_EPILOGUE_GELU_AUX || e == KILN_EPILOGUE_DGELU) && g.n % 8) return false;
+    return e != KILN_EPILOGUE_BGRAD || g.trans_a;
+}
 
 /* ---- kernels ----------------------------------------------------------------------------------- */
 static kiln_status run_gemm(kiln_kernel_args *a, const kiln_cuda_exec *e, const kiln_gemm_desc *g) {
@@ -130,9 +150,31 @@ static kiln_status cublaslt_dense(kiln_kernel_args *a) {
     const kiln_tensor *x = a->in[0], *w = a->in[1];
     kiln_tensor *y = a->out[0];
     kiln_gemm_desc g;
-    dense_desc(y->dtype, x->ndim, x->shape, w->shape, a->n_in > 2, &g);
+    rows_desc(y->dtype, x->ndim, x->shape, false, w->shape, true, &g);
     if (!g.m || !g.n || !g.k) return empty_gemm(a, e, y); /* k == 0 has no bias (supports) */
     g.a = x->data, g.b = w->data, g.c = y->data, g.bias = a->n_in > 2 ? a->in[2]->data : NULL;
+    g.epilogue = g.bias ? KILN_EPI_BIAS : KILN_EPI_NONE;
+    return run_gemm(a, e, &g);
+}
+
+/* gemm_epilogue (ops/epilogue.h): operand 2 is the bias of the forward forms (the backend takes
+ * relu / gelu with or without one) and dgelu's aux; the second result is gelu_aux's aux or
+ * bgrad's bias gradient. Aux matrices are [m, n], contiguous: ld_aux = n. */
+static kiln_status cublaslt_gemm_epilogue(kiln_kernel_args *a) {
+    static const kiln_gemm_epilogue lt[KILN_EPILOGUE_COUNT] = {KILN_EPI_RELU, KILN_EPI_GELU, KILN_EPI_GELU_AUX,
+                                                              KILN_EPI_DGELU, KILN_EPI_BGRAD};
+    const kiln_cuda_exec *e = kiln_cuda_exec_for(a);
+    if (!e) return kiln_error_status(a->ctx);
+    kiln_epilogue epi = kiln_epilogue_of(a->attrs);
+    const kiln_tensor *x = a->in[0], *w = a->in[1], *c = a->n_in > 2 ? a->in[2] : NULL;
+    kiln_gemm_desc g;
+    rows_desc(a->out[0]->dtype, x->ndim, x->shape, kiln_attr_bool(a->op, a->attrs, "transpose_a"), w->shape,
+              kiln_attr_bool(a->op, a->attrs, "transpose_b"), &g);
+    g.epilogue = lt[epi];
+    g.a = x->data, g.b = w->data, g.c = a->out[0]->data, g.ld_aux = g.n;
+    g.bias = c && epi != KILN_EPILOGUE_DGELU ? c->data : NULL;
+    g.aux = epi == KILN_EPILOGUE_GELU_AUX ? a->out[1]->data : epi == KILN_EPILOGUE_DGELU ? c->data : NULL;
+    g.bias_grad = epi == KILN_EPILOGUE_BGRAD ? a->out[1]->data : NULL;
     return run_gemm(a, e, &g);
 }
 
@@ -140,5 +182,7 @@ static kiln_status cublaslt_dense(kiln_kernel_args *a) {
 static const kiln_dialect_impl matmul_impl = {KILN_OP_MATMUL, KILN_DIALECT_CUBLASLT, 10, mm_supports, cublaslt_matmul};
 static const kiln_dialect_impl batch_matmul_impl = {KILN_OP_BATCH_MATMUL, KILN_DIALECT_CUBLASLT, 10, mm_supports, cublaslt_matmul};
 static const kiln_dialect_impl dense_impl = {KILN_OP_DENSE, KILN_DIALECT_CUBLASLT, 10, dense_supports, cublaslt_dense};
+static const kiln_dialect_impl epilogue_impl = {KILN_OP_GEMM_EPILOGUE, KILN_DIALECT_CUBLASLT, 10, epilogue_supports,
+                                                cublaslt_gemm_epilogue};
 
-const kiln_dialect_impl *const kiln_cublaslt_impls[] = {&matmul_impl, &batch_matmul_impl, &dense_impl, NULL};
+const kiln_dialect_impl *const kiln_cublaslt_impls[] = {&matmul_impl, &batch_matmul_impl, &dense_impl, &epilogue_impl, NULL};

@@ -491,3 +491,28 @@ TEST(cost_control_flow_calls_and_composites) {
     kiln_module_free(m);
     kiln_context_free(ctx);
 }
+
+/* KILN_SKIP_PASSES names optimizations the pipeline leaves out (here cse: the two equal exps
+ * stay two instructions); required passes cannot be skipped. */
+TEST(skip_passes_by_name) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(ctx, "def @f(%x: f32[4]) {\n  let %a = exp(%x)\n  let %b = exp(%x)\n"
+                                            "  let %c = add(%a, %b)\n  return %c\n}\n", "skip.kir");
+    CHECK(m != NULL);
+    int exps[2] = {0, 0};
+    for (int skip = 0; m && skip < 2; skip++) {
+        if (skip) setenv("KILN_SKIP_PASSES", "fold,cse,dispatch", 1);
+        kiln_compile_options o = {.opt_level = 1};
+        kiln_program *p = NULL;
+        CHECK_OK(ctx, kiln_compile(kiln_module_function(m, "f"), &o, &p));
+        char *text = p ? kiln_program_print(p) : NULL;
+        exps[skip] = text ? count(text, "exp(") : -1;
+        kiln_free(text);
+        kiln_program_free(p);
+        unsetenv("KILN_SKIP_PASSES");
+    }
+    CHECK_INT(exps[0], 1);
+    CHECK_INT(exps[1], 2);
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
