@@ -24,6 +24,10 @@ typedef struct kiln_gen_kernel {
     /* CUDA only (kiln_codegen_cuda): the launch geometry for these params. */
     unsigned grid[3], block[3];
     size_t shared_bytes;
+    /* CUDA split reductions (render_cuda.c), else 0: the kernel takes two more bufs after the
+     * results: counter_bytes of device memory that is zero before every launch (the kernel
+     * leaves it zero), then scratch_bytes the kernel overwrites. Multiples of 256. */
+    size_t counter_bytes, scratch_bytes;
 } kiln_gen_kernel;
 
 /* True if generated C can compute node n (a primitive of class ELEMWISE / BROADCAST / REDUCE
@@ -43,13 +47,15 @@ void kiln_gen_kernel_free(kiln_gen_kernel *k);
  * taking by value the bufs (device pointers, same order as the C kernel's) and the params:
  * one launch argument, laid out as the C kernel's two arrays back to back. The source is
  * self-contained (no includes; f16 and bf16 conversions are inline PTX and bit operations).
- * grid/block/shared_bytes in *out say how to launch it. */
+ * grid/block/shared_bytes in *out say how to launch it; a split reduction's bufs end with its
+ * counters and scratch (counter_bytes, scratch_bytes). */
 kiln_status kiln_codegen_cuda(kiln_context *ctx, const kiln_function *group, kiln_gen_kernel *out);
 /* The same kernel over up to n_items argument blocks at once (horizontal batching, e.g. an
  * optimizer's update of many parameters in one launch): `extern "C" __global__ void
  * SYMBOL_multi(SYMBOL_multi_args)` holding `SYMBOL_args items[n_items]`, blockIdx.y picking the
  * item; launched with grid.y = the items used and grid.x the largest item's grid. Every kernel
- * form loops over its own sizes (grid-stride), so any grid.x serves. malloc'd; NULL on OOM. */
+ * form loops over its own sizes (grid-stride), so any grid.x serves; each item of a split
+ * reduction has its own counters and scratch. malloc'd; NULL on OOM. */
 char *kiln_codegen_cuda_multi(const kiln_gen_kernel *k, int n_items);
 
 /* A loaded shared object of generated kernels. */

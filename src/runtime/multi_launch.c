@@ -48,7 +48,8 @@ int kiln_vm_group_launches(kiln_program *p) {
             continue;
         }
         const kiln_gen_kernel *k = &p->gens[I->gen];
-        int nb = I->n_in + I->n_out, item = 8 * ((nb ? nb : 1) + (k->n_params ? k->n_params : 1));
+        int nb = I->n_in + I->n_out + (k->scratch_bytes ? 2 : 0); /* a split reduction: + counters, scratch */
+        int item = 8 * ((nb ? nb : 1) + (k->n_params ? k->n_params : 1));
         int cap = MULTI_PARAM_BYTES / item < MULTI_MAX_ITEMS ? MULTI_PARAM_BYTES / item : MULTI_MAX_ITEMS;
         int n = 1;
         while (n < cap && i + n < c->n_instr) {

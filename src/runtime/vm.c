@@ -33,6 +33,7 @@ struct vm_instance {
     kiln_tensor **host_of; /* per input leaf: that host tensor this run (donations go back to it) */
     kiln_tensor **htmp;    /* per slot: host copy for kernels run on the host */
     int64_t *argblk;       /* a generated kernel's launch argument: bufs then params */
+    char *counters, *scratch; /* split reductions' (kiln_gen_kernel), after the arena */
 };
 
 /* ---- device memory: plain memory on the CPU, the backend's copies on CUDA ------------------ */
@@ -115,9 +116,9 @@ static void set_list(vm_instance *in, int s, vm_list *l) {
 void kiln_vm_instance_free(vm_instance *inst) {
     if (!inst) return;
     vm_code *c = inst->code;
-    for (int i = 0; i < c->n_slots; i++) {
-        list_release(inst->lists[i]);
-        kiln_tensor_release(inst->held[i]);
+    for (int i = 0; i < c->n_slots; i++) { /* (a partly made instance may lack either array) */
+        if (inst->lists) list_release(inst->lists[i]);
+        if (inst->held) kiln_tensor_release(inst->held[i]);
     }
     if (inst->prog->be) inst->prog->be->free(inst->prog->device.index, inst->arena);
     else kiln_mem_free(inst->arena);
@@ -129,6 +130,22 @@ void kiln_vm_instance_free(vm_instance *inst) {
     free(inst);
 }
 
+/* CUDA: the most counter and scratch bytes of split reductions one launch of c takes (a batched
+ * launch: the sum over its items, each with its own). Launches run in stream order, so every
+ * kernel of the instance shares one region of each. */
+static void split_bytes(const kiln_program *p, const vm_code *c, size_t *counters, size_t *scratch) {
+    *counters = *scratch = 0;
+    for (int i = 0; p->be && i < c->n_instr; i++) {
+        const vm_instr *I = &c->instr[i];
+        if (I->op != VM_GEN || I->merged) continue;
+        size_t cb = 0, sb = 0;
+        for (int m = 0; m < (I->n_multi > 1 ? I->n_multi : 1); m++)
+            cb += p->gens[I[m].gen].counter_bytes, sb += p->gens[I[m].gen].scratch_bytes;
+        if (cb > *counters) *counters = cb;
+        if (sb > *scratch) *scratch = sb;
+    }
+}
+
 static vm_instance *instance_new(kiln_program *p, vm_code *c) {
     kiln_context *ctx = p->ctx;
     vm_instance *in = calloc(1, sizeof *in);
@@ -136,7 +153,9 @@ static vm_instance *instance_new(kiln_program *p, vm_code *c) {
     in->prog = p;
     in->code = c;
     size_t ns = (size_t)c->n_slots + 1, nops = (size_t)c->max_operands + 1;
-    in->arena = p->be ? p->be->alloc(p->device.index, (size_t)c->arena_bytes + 256) : kiln_mem_alloc((size_t)c->arena_bytes + 64);
+    size_t counters, scratch, split_at = ((size_t)c->arena_bytes + 511) / 256 * 256; /* 256-aligned, past the slack */
+    split_bytes(p, c, &counters, &scratch);
+    in->arena = p->be ? p->be->alloc(p->device.index, split_at + counters + scratch) : kiln_mem_alloc((size_t)c->arena_bytes + 64);
     if (p->be) {
         in->staged = calloc((size_t)c->n_in + 1, sizeof *in->staged);
         in->host_of = calloc((size_t)c->n_in + 1, sizeof *in->host_of);
@@ -160,6 +179,15 @@ static vm_instance *instance_new(kiln_program *p, vm_code *c) {
         kiln_error(ctx, KILN_ERR_OOM, "out of memory: the VM arena of @%s needs %lld bytes%s%s", c->f->name,
                    (long long)c->arena_bytes, p->be ? " on the GPU: " : "", p->be ? p->be->last_error() : "");
         return NULL;
+    }
+    if (p->be) { /* the counters start at zero; the kernels leave them so */
+        in->counters = in->arena + split_at, in->scratch = in->counters + counters;
+        if (counters && p->be->memset_d(p->device.index, in->counters, 0, counters)) {
+            kiln_error(ctx, KILN_ERR_UNSUPPORTED, "VM on cuda:%d: zeroing the split reductions' counters: %s", p->device.index,
+                       p->be->last_error());
+            kiln_vm_instance_free(in);
+            return NULL;
+        }
     }
     for (int i = 0; i < c->n_slots; i++) {
         const vm_slot *s = &c->slots[i];
@@ -554,6 +582,7 @@ static kiln_status run_gen(vm_instance *in, const vm_instr *I) {
     int n = I->n_multi > 1 ? I->n_multi : 1;
     unsigned grid[3] = {g->grid[0], (unsigned)n, 1};
     int64_t *item = in->argblk;
+    char *counters = in->counters, *scratch = in->scratch;
     for (int m = 0; m < n; m++) {
         const vm_instr *M = I + m;
         const kiln_gen_kernel *mg = &p->gens[M->gen];
@@ -561,6 +590,10 @@ static kiln_status run_gen(vm_instance *in, const vm_instr *I) {
         char **bufs = (char **)item;
         for (int i = 0; i < M->n_in; i++) bufs[i] = in->hdr[M->in[i]].data;
         for (int i = 0; i < M->n_out; i++) bufs[M->n_in + i] = in->hdr[M->out[i]].data;
+        if (mg->scratch_bytes) { /* a split reduction: this item's counters and scratch */
+            bufs[nb++] = counters, bufs[nb++] = scratch;
+            counters += mg->counter_bytes, scratch += mg->scratch_bytes;
+        }
         if (!nb) bufs[0] = NULL;
         int64_t *params = item + (nb ? nb : 1);
         memcpy(params, mg->params, sizeof *params * (size_t)mg->n_params);
@@ -712,23 +745,60 @@ kiln_status kiln_vm_run(kiln_program *p, vm_code *c, vm_instance **instp, int n_
     return st;
 }
 
-typedef struct prof_row { double ns; int pc; } prof_row;
+typedef struct prof_row { double ns; int pc; int calls; } prof_row;
 
 static int by_time(const void *a, const void *b) {
     const prof_row *x = a, *y = b;
     return x->ns < y->ns ? 1 : x->ns > y->ns ? -1 : 0;
 }
 
+/* What instruction I runs, its first result's shape and its dialect, for the report. */
+static void prof_label(const kiln_program *p, const vm_instr *I, const char **what, char *shape, size_t size, const char **dia) {
+    const vm_code *c = p->main;
+    *what = I->op == VM_GEN ? p->gen_funcs[I->gen]->name : I->node ? kiln_op_info_get(I->node->op)->name : "copy";
+    shape[0] = 0;
+    if (I->n_out) kiln_shape_str(c->slots[I->out[0]].ndim, c->slots[I->out[0]].shape, shape, size);
+    *dia = I->node && I->node->impl ? kiln_dialect_name(I->node->impl->dialect) : "";
+}
+
+/* Instructions i and j do the same work: one op (or one generated kernel's code) on one shape
+ * in one dialect, e.g. a layer's matmul and the next layer's. */
+static bool prof_same(const kiln_program *p, const vm_instr *I, const vm_instr *J) {
+    if (I->op != J->op || (I->op == VM_GEN ? strcmp(p->gens[I->gen].symbol, p->gens[J->gen].symbol) != 0
+                                            : (!I->node) != (!J->node) || (I->node && (I->node->op != J->node->op ||
+                                                                                      I->node->impl != J->node->impl))))
+        return false;
+    const vm_slot *a = I->n_out ? &p->main->slots[I->out[0]] : NULL, *b = J->n_out ? &p->main->slots[J->out[0]] : NULL;
+    return (!a) == (!b) && (!a || (a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof *a->shape * (size_t)a->ndim)));
+}
+
+static void prof_print(const kiln_program *p, const prof_row *rows, int n, double total, const char *title) {
+    fprintf(stderr, "%s\n", title);
+    for (int i = 0; i < n && i < 30; i++) {
+        const char *what, *dia;
+        char shape[160], calls[24] = "";
+        prof_label(p, &p->main->instr[rows[i].pc], &what, shape, sizeof shape, &dia);
+        if (rows[i].calls > 1) snprintf(calls, sizeof calls, " x%d", rows[i].calls);
+        fprintf(stderr, "%9.3f ms %5.1f%%  %5d %-28s %s%s %s%s\n", rows[i].ns * 1e-6, 100 * rows[i].ns / (total ? total : 1),
+                rows[i].pc, what, shape, calls, *dia ? "# " : "", dia);
+    }
+}
+
 void kiln_vm_profile_report(const kiln_program *p) {
     const vm_code *c = p->main;
     if (!p->profile_ns || !p->profile_runs) return;
     int64_t runs = p->profile_runs > 1 ? p->profile_runs - 1 : 1;
-    prof_row *rows = malloc(sizeof *rows * (size_t)(c->n_instr ? c->n_instr : 1));
+    prof_row *rows = malloc(sizeof *rows * 2 * (size_t)(c->n_instr ? c->n_instr : 1)), *ops = rows + c->n_instr;
     if (!rows) return;
     double total = 0;
+    int n_ops = 0;
     for (int i = 0; i < c->n_instr; i++) {
-        rows[i] = (prof_row){p->profile_ns[i] / (double)runs, i};
+        rows[i] = (prof_row){p->profile_ns[i] / (double)runs, i, 1};
         total += rows[i].ns;
+        int k = 0; /* quadratic in the distinct ops, which are few next to the instructions */
+        while (k < n_ops && !prof_same(p, &c->instr[ops[k].pc], &c->instr[i])) k++;
+        if (k == n_ops) ops[n_ops++] = (prof_row){0, i, 0};
+        ops[k].ns += rows[i].ns, ops[k].calls++;
     }
     double by_kind[3] = {0}; /* library / generated / built-in and the rest */
     for (int i = 0; i < c->n_instr; i++) {
@@ -736,23 +806,12 @@ void kiln_vm_profile_report(const kiln_program *p) {
         by_kind[I->op == VM_GEN ? 1 : I->node && I->node->impl ? 0 : 2] += rows[i].ns;
     }
     qsort(rows, (size_t)c->n_instr, sizeof *rows, by_time);
-    fprintf(stderr, "---- KILN_PROFILE @%s: %.3f ms per run (%lld runs after the first); slowest instructions ----\n",
-            c->f->name, total * 1e-6, (long long)runs);
+    qsort(ops, (size_t)n_ops, sizeof *ops, by_time);
+    fprintf(stderr, "---- KILN_PROFILE @%s: %.3f ms per run (%lld runs after the first) ----\n", c->f->name, total * 1e-6,
+            (long long)runs);
     fprintf(stderr, "library kernels %.3f ms, generated kernels %.3f ms, built-in kernels and the rest %.3f ms\n",
             by_kind[0] * 1e-6, by_kind[1] * 1e-6, by_kind[2] * 1e-6);
-    for (int i = 0; i < c->n_instr && i < 30; i++) {
-        const vm_instr *I = &c->instr[rows[i].pc];
-        const char *what = I->op == VM_GEN ? p->gen_funcs[I->gen]->name
-                           : I->node       ? kiln_op_info_get(I->node->op)->name
-                                           : "copy";
-        char shape[160] = "";
-        if (I->n_out) {
-            const vm_slot *o = &c->slots[I->out[0]];
-            kiln_shape_str(o->ndim, o->shape, shape, sizeof shape);
-        }
-        fprintf(stderr, "%9.3f ms %5.1f%%  %4d %-28s %s %s%s\n", rows[i].ns * 1e-6, 100 * rows[i].ns / (total ? total : 1),
-                rows[i].pc, what, shape, I->node && I->node->impl ? "# " : "",
-                I->node && I->node->impl ? kiln_dialect_name(I->node->impl->dialect) : "");
-    }
+    prof_print(p, ops, n_ops, total, "by op (the same op, kernel code and shape summed; xN instructions, the first's number):");
+    prof_print(p, rows, c->n_instr, total, "slowest instructions:");
     free(rows);
 }

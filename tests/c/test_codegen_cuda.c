@@ -1,9 +1,11 @@
 /* test_codegen_cuda.c — generated CUDA kernels (kiln_codegen_cuda): every group form (elementwise
  * with broadcasting in each dtype, row reductions from a few elements to a block per row, column
- * reductions, reductions to a scalar, several results) renders deterministically, compiles with
- * NVRTC (no GPU needed), and on a GPU computes what the interpreter does, aligned or not. */
+ * reductions, reductions to a scalar, split reductions, several results) renders
+ * deterministically, compiles with NVRTC (no GPU needed), and on a GPU computes what the
+ * interpreter does, aligned or not; split reductions also inside a program (batched, graphed). */
 #include "backend/backend.h"
 #include "codegen/codegen.h"
+#include "runtime/vm.h"
 #include "test.h"
 #include <stdlib.h>
 
@@ -44,15 +46,34 @@ static double dtype_tol(kiln_dtype dt) {
     }
 }
 
+/* The results of a launch, downloaded: one malloc'd host buffer per result. */
+static char **download(const kiln_backend *be, void **dev, const size_t *bytes, const size_t *es, int np, int nr, int shift) {
+    char **got = calloc((size_t)nr, sizeof *got);
+    for (int r = 0; r < nr; r++) {
+        got[r] = malloc(bytes[np + r] + 1);
+        if (bytes[np + r] && be->copy_d2h(0, got[r], (char *)dev[np + r] + shift * es[np + r], bytes[np + r]) != 0)
+            test_fail(__FILE__, __LINE__, "download: %s", be->last_error());
+    }
+    return got;
+}
+
+static void free_results(char **got, int nr) {
+    for (int r = 0; got && r < nr; r++) free(got[r]);
+    free(got);
+}
+
 /* One group on the GPU against the interpreter. `shift` offsets every buffer by one element
- * (misaligned: the kernels' scalar path). */
+ * (misaligned: the kernels' scalar path). A split reduction also gets its counters (zeroed) and
+ * its scratch (filled with NaN bytes: the kernel must not read what it did not write) and runs
+ * twice: the second launch must find the counters reset and give the same bits (partials
+ * combine in a fixed order), and the counters must end zero. */
 static void run_gpu(const kiln_backend *be, kiln_context *ctx, kiln_function *f, const kiln_gen_kernel *k,
                     kiln_backend_fn fn, int shift) {
-    int np = f->n_params, nr = f->body->n_results, nb = np + nr;
+    int np = f->n_params, nr = f->body->n_results, nb = np + nr, extra = k->scratch_bytes ? 2 : 0;
     kiln_value *in = calloc((size_t)np, sizeof *in);
-    void **dev = calloc((size_t)nb, sizeof *dev);
+    void **dev = calloc((size_t)nb + 2, sizeof *dev);
     size_t *bytes = calloc((size_t)nb, sizeof *bytes), *es = calloc((size_t)nb, sizeof *es);
-    int na = nb + (k->n_params > 0 ? k->n_params : 1);
+    int na = nb + extra + (k->n_params > 0 ? k->n_params : 1);
     int64_t *argbuf = calloc((size_t)na, sizeof *argbuf); /* kiln_args: bufs then params, 8 bytes each */
     uint32_t seed = 777;
     bool ok = true;
@@ -83,33 +104,57 @@ static void run_gpu(const kiln_backend *be, kiln_context *ctx, kiln_function *f,
         }
         argbuf[i] = dev[i] ? (int64_t)(intptr_t)((char *)dev[i] + shift * es[i]) : 0;
     }
+    if (ok && extra) {
+        ok = (dev[nb] = be->alloc(0, k->counter_bytes)) && (dev[nb + 1] = be->alloc(0, k->scratch_bytes)) &&
+             be->memset_d(0, dev[nb], 0, k->counter_bytes) == 0 && be->memset_d(0, dev[nb + 1], 0xff, k->scratch_bytes) == 0;
+        argbuf[nb] = (int64_t)(intptr_t)dev[nb], argbuf[nb + 1] = (int64_t)(intptr_t)dev[nb + 1];
+    }
     if (!ok) test_fail(__FILE__, __LINE__, "@%s: device buffers: %s", f->name, be->last_error());
-    for (int i = 0; i < k->n_params; i++) argbuf[nb + i] = k->params[i];
+    for (int i = 0; i < k->n_params; i++) argbuf[nb + extra + i] = k->params[i];
     void *args[1] = {argbuf};
-    if (ok && (be->launch(0, fn, k->grid, k->block, k->shared_bytes, args) != 0 || be->synchronize(0) != 0)) {
-        test_fail(__FILE__, __LINE__, "@%s: launch: %s", f->name, be->last_error());
-        ok = false;
+    char **first = NULL, **got = NULL;
+    for (int launch = 0; launch < (extra ? 2 : 1) && ok; launch++) {
+        if (be->launch(0, fn, k->grid, k->block, k->shared_bytes, args) != 0 || be->synchronize(0) != 0) {
+            test_fail(__FILE__, __LINE__, "@%s: launch %d: %s", f->name, launch, be->last_error());
+            ok = false;
+            break;
+        }
+        free_results(first, nr);
+        first = got;
+        got = download(be, dev, bytes, es, np, nr, shift);
+    }
+    for (int r = 0; r < nr && first && got; r++)
+        if (memcmp(first[r], got[r], bytes[np + r]))
+            test_fail(__FILE__, __LINE__, "@%s (shift %d) result %d: a second launch of the split reduction gives other bits",
+                      f->name, shift, r);
+    if (ok && extra) {
+        unsigned *cnt = malloc(k->counter_bytes);
+        if (be->copy_d2h(0, cnt, dev[nb], k->counter_bytes) != 0) test_fail(__FILE__, __LINE__, "@%s: counters: %s", f->name, be->last_error());
+        for (size_t c = 0; c < k->counter_bytes / sizeof *cnt; c++)
+            if (cnt[c]) {
+                test_fail(__FILE__, __LINE__, "@%s: split counter %zu is %u after the launches (want 0)", f->name, c, cnt[c]);
+                break;
+            }
+        free(cnt);
     }
     kiln_value want = {.kind = KILN_VALUE_NONE};
     if (ok) CHECK_OK(ctx, kiln_function_run(f, np, in, &want));
-    for (int r = 0; r < nr && ok && want.kind != KILN_VALUE_NONE; r++) {
+    for (int r = 0; r < nr && ok && got && want.kind != KILN_VALUE_NONE; r++) {
         const kiln_tensor *w = (nr == 1 ? want : kiln_value_tuple_get(want, r)).tensor;
-        char *got = malloc(bytes[np + r] + 1);
-        if (bytes[np + r] && be->copy_d2h(0, got, (char *)dev[np + r] + shift * es[np + r], bytes[np + r]) != 0)
-            test_fail(__FILE__, __LINE__, "@%s: download: %s", f->name, be->last_error());
         double tol = dtype_tol(w->dtype);
         for (int64_t e = 0; e < w->numel; e++) {
-            double a = kiln_load_f64(w->dtype, got, e), b = kiln_load_f64(w->dtype, w->data, e);
+            double a = kiln_load_f64(w->dtype, got[r], e), b = kiln_load_f64(w->dtype, w->data, e);
             if (a == b || (isnan(a) && isnan(b)) || fabs(a - b) <= tol * (1 + fabs(b))) continue;
             test_fail(__FILE__, __LINE__, "@%s (shift %d) result %d (%s) element %lld: GPU %.9g, interpreter %.9g", f->name,
                       shift, r, kiln_dtype_name(w->dtype), (long long)e, a, b);
             break;
         }
-        free(got);
     }
+    free_results(first, nr);
+    free_results(got, nr);
     kiln_value_release(want);
     release_all(np, in);
-    for (int i = 0; i < nb; i++)
+    for (int i = 0; i < nb + 2; i++)
         if (dev[i]) be->free(0, dev[i]);
     free(in), free(dev), free(bytes), free(es), free(argbuf);
 }
@@ -275,6 +320,204 @@ TEST(codegen_cuda_several_results) {
                "  let %n = subtract(%x, %u)\n  let %q = multiply(%g, %g)\n  return %n, %q\n}\n");
 }
 
+/* ---- split reductions: few outputs over long reductions, several blocks per output ---------- */
+
+/* Groups with their split: outs = the outputs split (column tiles of up to 32 columns, or rows),
+ * width = partials per output and part (the tile's columns; 1 for rows); outs 0 = not split. */
+static const struct split_case {
+    const char *text;
+    int64_t outs, width;
+} SPLIT[] = {
+    /* bias gradients of GPT-2 (batch 16 x 1024, 768 wide): 24 column tiles */
+    {"kernel @bias_f32(%g: f32[16384, 768]) {\n  let %s = sum(%g, axes=[0])\n  return %s\n}\n", 24, 32},
+    {"kernel @bias_f16(%g: f16[16384, 768]) {\n  let %s = sum(%g, axes=[0])\n  return %s\n}\n", 24, 32},
+    /* layer-norm weight gradient [16, 1024, 768] -> [1, 1, 768], elementwise consumers */
+    {"kernel @ln_grads(%dy: f32[16, 1024, 768], %xh: f32[16, 1024, 768], %w: f32[1, 1, 768]) {\n"
+     "  let %p = multiply(%dy, %xh)\n  let %s = sum(%p, axes=[0, 1], keepdims=true)\n  let %u = multiply(%s, %w)\n"
+     "  let %n = subtract(%w, %u)\n  return %s, %n\n}\n", 24, 32},
+    {"kernel @ln_f16(%dy: f16[16, 1024, 768]) {\n  let %c = cast(%dy, dtype=f32)\n"
+     "  let %s = sum(%c, axes=[0, 1], keepdims=true)\n  let %h = cast(%s, dtype=f16)\n  return %h\n}\n", 24, 32},
+    {"kernel @colmax_f16(%x: f16[16384, 768]) {\n  let %m = max(%x, axes=[0])\n  return %m\n}\n", 24, 32},
+    {"kernel @colmean(%x: f32[16384, 768]) {\n  let %s = sum(%x, axes=[0])\n  let %m = divide(%s, 16384.0)\n"
+     "  return %m\n}\n", 24, 32},
+    /* narrow tiles, integers, f64, NaN (0 / 0) winning a max, a kept dim outside the reduced one */
+    {"kernel @colmin_f64(%x: f64[50000, 3]) {\n  let %m = min(%x, axes=[0])\n  return %m\n}\n", 1, 4},
+    {"kernel @colsum_i32(%x: i32[20000, 16]) {\n  let %s = sum(%x, axes=[0])\n  return %s\n}\n", 1, 16},
+    {"kernel @colnan(%x: f32[4096, 64]) {\n  let %d = divide(%x, %x)\n  let %m = max(%d, axes=[0])\n  return %m\n}\n", 2,
+     32},
+    {"kernel @colmid(%x: f32[3, 4096, 40]) {\n  let %s = sum(%x, axes=[1])\n  return %s\n}\n", 6, 32},
+    /* a column and a row of 100000 ([100000, 1] drops its size-1 dim: the row form too), two columns */
+    {"kernel @tall(%x: f32[100000, 1]) {\n  let %s = sum(%x, axes=[0])\n  let %m = divide(%s, 100000.0)\n"
+     "  return %s, %m\n}\n", 1, 1},
+    {"kernel @tall_max_f16(%x: f16[100000, 1]) {\n  let %m = max(%x, axes=[0])\n  return %m\n}\n", 1, 1},
+    {"kernel @tall2(%x: f16[100000, 2]) {\n  let %s = sum(%x, axes=[0])\n  return %s\n}\n", 1, 2},
+    {"kernel @wide(%x: f32[1, 100000]) {\n  let %s = sum(%x, axes=[1])\n  let %m = divide(%s, 100000.0)\n"
+     "  return %s, %m\n}\n", 1, 1},
+    {"kernel @wide_max_f16(%x: f16[1, 100000]) {\n  let %m = max(%x, axes=[1])\n  return %m\n}\n", 1, 1},
+    /* to a scalar: a gradient norm, a max, a mean (of f16) */
+    {"kernel @norm(%x: f32[16384, 768]) {\n  let %q = multiply(%x, %x)\n  let %s = sum(%q)\n  let %n = sqrt(%s)\n"
+     "  return %s, %n\n}\n", 1, 1},
+    {"kernel @scalar_max_f16(%x: f16[16384, 768]) {\n  let %m = max(%x)\n  return %m\n}\n", 1, 1},
+    {"kernel @scalar_mean_f16(%x: f16[16384, 768]) {\n  let %c = cast(%x, dtype=f32)\n  let %s = sum(%c)\n"
+     "  let %m = divide(%s, 12582912.0)\n  let %h = cast(%m, dtype=f16)\n  return %h\n}\n", 1, 1},
+    /* a few long rows; rows reduced over two separate dims */
+    {"kernel @rows4(%x: f32[4, 300000]) {\n  let %s = sum(%x, axes=[1], keepdims=true)\n  return %s\n}\n", 4, 1},
+    {"kernel @ends(%x: f32[64, 8, 2048]) {\n  let %s = sum(%x, axes=[0, 2])\n  return %s\n}\n", 8, 1},
+    /* not split: tiny, many column tiles over few rows, many rows */
+    {"kernel @small_col(%x: f32[3, 5]) {\n  let %s = sum(%x, axes=[0])\n  return %s\n}\n", 0, 0},
+    {"kernel @small_row(%x: f32[3, 5]) {\n  let %s = sum(%x, axes=[1])\n  let %m = divide(%s, 5.0)\n  return %m\n}\n", 0, 0},
+    {"kernel @col_many(%x: f32[64, 4096]) {\n  let %s = sum(%x, axes=[0])\n  return %s\n}\n", 0, 0},
+    {"kernel @rows_many(%x: f32[1000, 5000]) {\n  let %s = max(%x, axes=[1])\n  return %s\n}\n", 0, 0},
+};
+#define N_SPLIT (int)(sizeof SPLIT / sizeof *SPLIT)
+
+static size_t round256(int64_t n) { return (size_t)(n + 255) / 256 * 256; }
+
+/* The geometry (no GPU needed): a split kernel runs `parts` blocks of 256 per output (a grid of
+ * outs x parts, enough to fill an H100's 132 SMs where the reduction is long enough: 16 elements
+ * per thread at least), takes counters (4 bytes per output) and scratch (8-byte partials) as
+ * two more bufs; the others take none. Every source, and its _multi variant (horizontal
+ * batching), compiles with NVRTC for sm_90 in one translation unit as a program's do. */
+TEST(codegen_cuda_split_geometry) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_buf all = {0};
+    for (int i = 0; i < N_SPLIT; i++) {
+        kiln_module *m = kiln_module_parse(ctx, SPLIT[i].text, "split.kir");
+        kiln_gen_kernel k = {0};
+        if (!m) {
+            test_fail(__FILE__, __LINE__, "case %d: parse: %s", i, kiln_error_message(ctx));
+            continue;
+        }
+        const kiln_function *f = kiln_module_function_at(m, 0);
+        CHECK_OK(ctx, kiln_codegen_cuda(ctx, f, &k));
+        int64_t outs = SPLIT[i].outs, parts = outs ? k.grid[0] / outs : 0;
+        if (outs) {
+            if (!(k.block[0] == 256 && k.grid[0] == outs * parts && parts >= 2 &&
+                  k.counter_bytes == round256(outs * 4) && k.scratch_bytes == round256(outs * parts * SPLIT[i].width * 8) &&
+                  strstr(k.source, "atomicAdd(cnt_")))
+                test_fail(__FILE__, __LINE__, "@%s: want a split over %lld outputs: grid %u block %u counters %zu scratch %zu",
+                          f->name, (long long)outs, k.grid[0], k.block[0], k.counter_bytes, k.scratch_bytes);
+        } else if (k.counter_bytes || k.scratch_bytes || strstr(k.source, "atomicAdd")) {
+            test_fail(__FILE__, __LINE__, "@%s: split, though its outputs are many or its reductions short", f->name);
+        }
+        char want_args[160];
+        snprintf(want_args, sizeof want_args, "struct %s_args { char *bufs[%d];", k.symbol,
+                 f->n_params + f->body->n_results + (outs ? 2 : 0));
+        CHECK(strstr(k.source, want_args) != NULL);
+        char *multi = kiln_codegen_cuda_multi(&k, 3);
+        CHECK(multi != NULL);
+        if (multi && !strstr(all.data ? all.data : "", k.symbol)) { /* a kernel once (e.g. [1, n] and [n, 1] are one) */
+            kiln_buf_puts(&all, k.source);
+            kiln_buf_puts(&all, multi);
+        }
+        free(multi);
+        kiln_gen_kernel_free(&k);
+        kiln_module_free(m);
+    }
+    /* GPT-2's [16384, 768] bias gradient: 24 tiles alone were 24 blocks; split, at least 2 per SM */
+    kiln_module *m = kiln_module_parse(ctx, SPLIT[0].text, "split.kir");
+    kiln_gen_kernel k = {0};
+    CHECK_OK(ctx, kiln_codegen_cuda(ctx, kiln_module_function_at(m, 0), &k));
+    CHECK(k.grid[0] >= 2 * 132 && k.grid[0] <= 1056);
+    kiln_gen_kernel_free(&k);
+    kiln_module_free(m);
+    char *text = kiln_buf_take(&all);
+    const kiln_backend *be = text ? nvrtc_backend("codegen_cuda_split_geometry") : NULL;
+    void *img = NULL;
+    size_t size = 0;
+    if (be && be->nvrtc_compile(text, 90, NULL, 0, &img, &size) != 0)
+        test_fail(__FILE__, __LINE__, "NVRTC (split kernels and their _multi variants): %s", be->last_error());
+    if (img) be->free_image(img);
+    free(text);
+    kiln_context_free(ctx);
+}
+
+/* Each case on the GPU against the interpreter, aligned and misaligned, launched twice on the
+ * same counters and scratch (run_gpu): the second launch gives the same bits, the counters end
+ * zero. Without a GPU the sources only compile. */
+TEST(codegen_cuda_split_reductions) {
+    kiln_buf b = {0};
+    for (int i = 0; i < N_SPLIT; i++) kiln_buf_puts(&b, SPLIT[i].text);
+    char *text = kiln_buf_take(&b);
+    check_cuda("codegen_cuda_split_reductions", text);
+    free(text);
+}
+
+/* Largest |a - b| / (1 + |b|) over two host tensors of one dtype and size (inf if they differ). */
+static double tensor_diff(const kiln_tensor *a, const kiln_tensor *b) {
+    if (a->dtype != b->dtype || a->numel != b->numel) return INFINITY;
+    double worst = 0;
+    for (int64_t i = 0; i < a->numel; i++) {
+        double x = kiln_load_f64(a->dtype, a->data, i), y = kiln_load_f64(b->dtype, b->data, i);
+        if (!(x == y)) worst = fmax(worst, isnan(x) || isnan(y) ? INFINITY : fabs(x - y) / (1 + fabs(y)));
+    }
+    return worst;
+}
+
+/* Split reductions inside a program on the GPU (the VM gives them counters and scratch): two
+ * bias gradients of one kernel batched into one launch (each item with its own counters and
+ * scratch), an f16 mean over two dims, a squared norm to a scalar; captured as a CUDA graph at
+ * the second run and replayed. Every run matches the interpreter and repeats the first bit for
+ * bit (the counters were reset by the launch before). */
+TEST(codegen_cuda_split_in_program) {
+    char why[512] = "";
+    if (!kiln_cuda_backend(why, sizeof why)) {
+        printf("skip: codegen_cuda_split_in_program: no GPU (%s)\n", why);
+        return;
+    }
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(
+        ctx,
+        "def @f(%a: f32[16384, 768], %b: f32[16384, 768], %h: f16[16, 1024, 768]) -> (f32[768], f32[768], f16[768], f32[]) {\n"
+        "  let %sa = sum(%a, axes=[0])\n  let %sb = sum(%b, axes=[0])\n  let %m = mean(%h, axes=[0, 1])\n"
+        "  let %q = multiply(%a, %a)\n  let %n = sum(%q)\n  let %r = sqrt(%n)\n  return %sa, %sb, %m, %r\n}\n",
+        "split.kir");
+    kiln_function *f = m ? kiln_module_function(m, "f") : NULL;
+    CHECK(f != NULL);
+    kiln_value in[3], want = {.kind = KILN_VALUE_NONE}, first[4] = {{0}};
+    unsigned seed = 11;
+    for (int i = 0; f && i < 3; i++) in[i] = kiln_value_tensor(random_tensor(ctx, f->params[i]->type, &seed, -0.5, 4));
+    kiln_compile_options o = kiln_compile_defaults();
+    o.device = "cuda";
+    o.cuda_graph = true;
+    kiln_program *p = NULL;
+    if (f) CHECK_OK(ctx, kiln_function_run(f, 3, in, &want));
+    if (f) CHECK_OK(ctx, kiln_compile(f, &o, &p));
+    int batched = 0;
+    for (int i = 0; p && i < p->main->n_instr; i++) {
+        const vm_instr *I = &p->main->instr[i];
+        if (I->op == VM_GEN && I->n_multi > 1 && p->gens[I->gen].scratch_bytes) batched = I->n_multi;
+    }
+    if (p && batched != 2) test_fail(__FILE__, __LINE__, "the two bias gradients are not one batched split launch");
+    for (int run = 0; p && want.kind == KILN_VALUE_TUPLE && run < 4; run++) {
+        kiln_value got;
+        if (kiln_program_run(p, 3, in, &got)) {
+            test_fail(__FILE__, __LINE__, "run %d: %s", run, kiln_error_message(ctx));
+            break;
+        }
+        for (int r = 0; r < 4; r++) {
+            kiln_tensor *host = kiln_tensor_to(ctx, kiln_value_tuple_get(got, r).tensor, (kiln_device){KILN_DEVICE_CPU, 0});
+            const kiln_tensor *w = kiln_value_tuple_get(want, r).tensor;
+            double d = host ? tensor_diff(host, w) : INFINITY, tol = w->dtype == KILN_F16 ? 2e-3 : 1e-5;
+            if (!(d <= tol)) test_fail(__FILE__, __LINE__, "run %d result %d differs from the interpreter by %g", run, r, d);
+            if (run == 0) first[r] = kiln_value_tensor(host);
+            else {
+                if (host && first[r].tensor && memcmp(host->data, first[r].tensor->data, kiln_tensor_nbytes(host)))
+                    test_fail(__FILE__, __LINE__, "run %d result %d: other bits than the first run", run, r);
+                kiln_tensor_release(host);
+            }
+        }
+        kiln_value_release(got);
+    }
+    if (p && p->graph_ok && !p->graph) test_fail(__FILE__, __LINE__, "no CUDA graph was captured");
+    release_all(4, first);
+    kiln_value_release(want);
+    if (f) release_all(3, in);
+    kiln_program_free(p);
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
+
 /* The rendered text: stable, self-contained, and of the expected form per group. */
 TEST(codegen_cuda_source_structure) {
     kiln_context *ctx = kiln_context_new();
@@ -283,7 +526,9 @@ TEST(codegen_cuda_source_structure) {
                                        "kernel @ew9(%x: f32[7, 9]) {\n  let %a = exp(%x)\n  return %a\n}\n"
                                        "kernel @row(%x: f32[64, 300]) {\n  let %s = sum(%x, axes=[1])\n  return %s\n}\n"
                                        "kernel @rowbig(%x: f32[4, 5000]) {\n  let %s = max(%x, axes=[1])\n  return %s\n}\n"
-                                       "kernel @col(%g: f32[4096, 96]) {\n  let %s = sum(%g, axes=[0])\n  return %s\n}\n",
+                                       "kernel @col(%g: f32[4096, 96]) {\n  let %s = sum(%g, axes=[0])\n  return %s\n}\n"
+                                       "kernel @colw(%g: f32[64, 4096]) {\n  let %s = sum(%g, axes=[0])\n  return %s\n}\n"
+                                       "kernel @all(%g: f32[512, 512]) {\n  let %s = sum(%g)\n  return %s\n}\n",
                                        "t.kir");
     CHECK(m != NULL);
     static const struct { const char *has, *lacks; unsigned block; } WANT[] = {
@@ -291,7 +536,9 @@ TEST(codegen_cuda_source_structure) {
         {"for (uint32_t t = t0; t < total; t += step)", "kg_pack<float", 256},
         {"__shfl_xor_sync(0xffffffffu, a, 16)", "__shared__", 256},
         {"__shared__ double red_[8]", "kg_pack<", 256},
-        {"__shared__ double red_[1024]", "__shfl_xor_sync", 1024},
+        {"atomicAdd(cnt_ + t, 1u)", "__shfl_xor_sync", 256},  /* 3 column tiles: split */
+        {"__shared__ double red_[1024]", "atomicAdd", 1024},     /* 128 tiles, 64 rows: one block each */
+        {"atomicAdd(cnt_ + row, 1u)", "red_[1024]", 256},       /* one row of 262144: split */
     };
     for (int i = 0; m && i < kiln_module_function_count(m); i++) {
         kiln_gen_kernel k = {0};
@@ -305,7 +552,8 @@ TEST(codegen_cuda_source_structure) {
         char want_args[160];
         const kiln_function *f = kiln_module_function_at(m, i);
         snprintf(want_args, sizeof want_args, "struct %s_args { char *bufs[%d]; long long params[%d]; };", k.symbol,
-                 f->n_params + f->body->n_results, k.n_params > 0 ? k.n_params : 1);
+                 f->n_params + f->body->n_results + (k.scratch_bytes ? 2 : 0), k.n_params > 0 ? k.n_params : 1);
+        CHECK((k.counter_bytes > 0) == (strstr(k.source, "atomicAdd") != NULL) && (k.counter_bytes > 0) == (k.scratch_bytes > 0));
         CHECK(strstr(k.source, want_args) != NULL);
         kiln_gen_kernel_free(&k);
     }
