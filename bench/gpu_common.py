@@ -195,12 +195,21 @@ def report(results, args, device, items_per_step, unit, flops_per_step):
         if k is None or e is None:
             print("--check-steps needs both kiln and torch eager to have run")
             return
-        print(f"\nfirst {args.check_steps} losses (same initial weights, same batches):")
-        print("| step | kiln | torch eager | relative difference |")
-        print("|---|---|---|---|")
+        # torch.compile's own distance from eager (same weights, same batches) shows how far two
+        # correct implementations drift apart on this model: the yardstick for kiln's.
+        c = results.get("compile")
+        c = c if c is not None and len(c["losses"]) >= args.check_steps else None
+        print(f"\nfirst {args.check_steps} losses (same initial weights, same batches; relative differences to eager):")
+        print("| step | kiln | torch eager | kiln vs eager |" + (" torch.compile | compile vs eager |" if c else ""))
+        print("|---|---|---|---|" + ("---|---|" if c else ""))
+        def rel(x, ref):
+            return f"{abs(x - ref) / max(abs(ref), 1e-30):.2e}"
         for i in range(args.check_steps):
             a, b = k["losses"][i], e["losses"][i]
-            print(f"| {i + 1} | {a:.6f} | {b:.6f} | {abs(a - b) / max(abs(b), 1e-30):.2e} |")
+            row = f"| {i + 1} | {a:.6f} | {b:.6f} | {rel(a, b)} |"
+            if c:
+                row += f" {c['losses'][i]:.6f} | {rel(c['losses'][i], b)} |"
+            print(row)
 
 
 def batches_from(make_batch, n, seed):
