@@ -261,7 +261,9 @@ void kiln_var_set_name(kiln_var *v, const char *name);
 
 /* ---- passes ------------------------------------------------------------------------------ */
 /* Reverse-mode autodiff: adds function `name` to f's module, taking f's parameters and returning
- * (f's first result, d result / d param wrt[0], ...). The first result must be a floating-point
+ * (f's first result, d result / d param wrt[0], ..., f's other results). The other results pass
+ * through undifferentiated (no gradient flows from them: e.g. batch-norm running statistics
+ * computed by the same forward). The first result must be a floating-point
  * tensor (a non-scalar one is differentiated as if summed). Composite ops are decomposed first;
  * an op on the gradient path without a gradient rule is an error naming it. Returns NULL with
  * the error set. Calls are inlined, `if` is differentiated branch-wise, `while` loops save

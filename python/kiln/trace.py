@@ -28,6 +28,10 @@ class Trace:
         self.captured = []        # concrete tensors lifted to parameters, in parameter order
         self._captured_vars = {}  # id(tensor) -> var
         self.names = {}           # id(tensor) -> parameter name for captured tensors (e.g. "fc1.weight")
+        # Buffer updates (batch-norm running statistics): None, the default, drops them (the IR has
+        # no side effects); a dict, set by a tracer that returns them (kiln.Trainer's step), maps
+        # id(buffer) -> (buffer, its new symbolic value), in update order.
+        self.buffer_updates = None
 
     def __del__(self):
         if getattr(self, "module", None) and getattr(self, "_owner", None) is None:
@@ -110,6 +114,16 @@ class Trace:
 
     def emit(self, op, inputs, attrs=None):
         return self.wrap(self._emit(op, [self.var_of(x) for x in inputs], format_attrs(attrs)))
+
+    def update_buffer(self, buffer, value):
+        """Records `value` as the new value of the concrete tensor `buffer` (a module buffer) in
+        a trace that collects buffer updates (buffer_updates a dict)."""
+        self.buffer_updates[id(buffer)] = (buffer, value)
+
+    def buffer_value(self, buffer):
+        """The value of `buffer` at this point of the trace: its last recorded update, or itself."""
+        entry = (self.buffer_updates or {}).get(id(buffer))
+        return buffer if entry is None else entry[1]
 
     def finish(self, outputs):
         """Ends the function with `outputs` (a tensor or a tuple of them)."""

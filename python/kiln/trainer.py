@@ -1,8 +1,8 @@
 """trainer.py — kiln.Trainer: builds one IR function per input signature that runs forward,
 loss, backward (the autodiff pass) and the optimizer update, then runs it each step: compiled
-for the VM with parameters and optimizer state updated in place (executor "vm"), or op by op in
-the interpreter (executor "interp"). With device="cuda" the model, the optimizer state and the
-compiled step live on the GPU."""
+for the VM with parameters, optimizer state and buffers (batch-norm running statistics) updated
+in place (executor "vm"), or op by op in the interpreter (executor "interp"). With device="cuda"
+the model, the optimizer state and the compiled step live on the GPU."""
 import ctypes
 import os
 
@@ -56,16 +56,22 @@ class Trainer:
         model = self.model
         paths = {id(t): path for path, t in model._named_members(("_parameters", "_buffers"), True)}
         trainable = {id(p) for p in model.parameters()}
-        # 1. forward + loss, traced with the model's tensors as named parameters
+        # 1. forward + loss, traced with the model's tensors as named parameters; the buffer
+        # updates its layers record (new batch-norm running statistics) are its further results.
+        # They come from the forward's own batch statistics, so they ride along through autodiff
+        # (which passes results after the loss through) rather than in a second traced function
+        # that would recompute the forward up to every batch norm.
         fwd = Trace("loss")
         fwd.names.update(paths)
+        fwd.buffer_updates = {}
         with fwd:
             xs, ys = fwd.input(x.dtype, x.shape, "x"), fwd.input(y.dtype, y.shape, "y")
             loss = self.loss_fn(model(xs), ys)
-        fwd.finish(loss)
+        updates = list(fwd.buffer_updates.values())  # (buffer, new value)
+        fwd.finish((loss, *(v for _, v in updates)))
         captured = list(fwd.captured)
         wrt = [2 + i for i, t in enumerate(captured) if id(t) in trainable]
-        # 2. its gradient, by the autodiff pass
+        # 2. its gradient, by the autodiff pass: (loss, gradients..., new buffers...)
         grad_fn = check_ptr(lib.kiln_autodiff(fwd.function, len(wrt), (ctypes.c_int * max(len(wrt), 1))(*wrt), b"loss_grad"))
         # 3. the training step: call the gradient, update in IR
         step = Trace("train_step", module=fwd)
@@ -78,17 +84,21 @@ class Trainer:
                      for p, n in zip(params, names)]
             lr, t = step.scalar_input(float, "lr"), step.scalar_input(int, "step")
             out = step.call(grad_fn, [sx, sy] + tensors)
-            grads = self.optimizer.clip(list(out[1:]))
+            grads = self.optimizer.clip(list(out[1:1 + len(wrt)]))
             new_p, new_s = self.optimizer.update(params, grads, state, lr, t)
             flat_state = [s for group in new_s for s in group]
-        step.finish((out[0], *new_p, *flat_state))
-        c = {"trace": step, "keep": fwd, "captured_paths": [paths[id(t)] for t in captured], "param_paths": names}
+        step.finish((out[0], *new_p, *flat_state, *out[1 + len(wrt):]))
+        c = {"trace": step, "keep": fwd, "captured_paths": [paths[id(t)] for t in captured], "param_paths": names,
+             "buffer_paths": [paths[id(b)] for b, _ in updates]}
         if self.executor == "vm":
             # Leaves: inputs x, y, captured tensors, state, lr, step; results loss, parameters,
-            # state. Each new parameter / state tensor is written into its input's buffer.
+            # state, buffers. Each new parameter / state / buffer tensor is written into its
+            # input's buffer.
             n_state = len(flat_state)
             donate = [(1 + i, w) for i, w in enumerate(wrt)]
             donate += [(1 + len(wrt) + j, 2 + len(captured) + j) for j in range(n_state)]
+            index = {id(t): 2 + i for i, t in enumerate(captured)}
+            donate += [(1 + len(wrt) + n_state + j, index[id(b)]) for j, (b, _) in enumerate(updates)]
             c["program"] = compiler.Compiled(compiler.compile_function(
                 step.function, donate=donate, device=self.device, cuda_graph=self.cuda_graph))
         return c
@@ -197,16 +207,22 @@ class Trainer:
         k = len(self.optimizer.slots)
         if self.executor == "vm":
             result = compiler.run_program(c["program"]._ptr, args)
-            targets = [self._tensor(p) for p in c["param_paths"]] + state
+            targets = [self._tensor(p) for p in c["param_paths"]] + state + [self._tensor(p) for p in c["buffer_paths"]]
             for dst, src in zip(targets, result[1:]):
                 _store(dst, src)
             return _loss_value(result[0])
         result = run_function(c["trace"].function, args)
         for i, path in enumerate(c["param_paths"]):
-            mod, _, leaf = path.rpartition(".")
-            setattr(self.model.get_submodule(mod), leaf, Parameter(result[1 + i]))
+            self._set(path, Parameter(result[1 + i]))
             self.state[path] = tuple(result[1 + n + i * k: 1 + n + (i + 1) * k])
+        for path, t in zip(c["buffer_paths"], result[1 + n + n * k:]):
+            self._set(path, t)
         return _loss_value(result[0])
+
+    def _set(self, path, tensor):
+        """Replaces the model's parameter or buffer at `path` by `tensor`."""
+        mod, _, leaf = path.rpartition(".")
+        setattr(self.model.get_submodule(mod), leaf, tensor)
 
 
 def _loss_value(loss):

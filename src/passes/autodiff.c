@@ -458,9 +458,10 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
         kiln_error(ctx, KILN_ERR_TYPE, "autodiff: @%s returns nothing to differentiate", f->name);
         return NULL;
     }
-    if (n_wrt < 0 || n_wrt >= KILN_MAX_VALUES) {
-        kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: %d parameters to differentiate (the result holds the value and a "
-                   "gradient each: at most %d)", n_wrt, KILN_MAX_VALUES - 1);
+    int n_res = f->body->n_results; /* the loss, then results passed through */
+    if (n_wrt < 0 || n_wrt > KILN_MAX_VALUES - n_res) {
+        kiln_error(ctx, KILN_ERR_UNSUPPORTED, "autodiff: %d parameters to differentiate and %d results (the result holds the "
+                   "results and a gradient each: at most %d values)", n_wrt, n_res, KILN_MAX_VALUES);
         return NULL;
     }
     for (int i = 0; i < n_wrt; i++)
@@ -485,30 +486,33 @@ kiln_function *kiln_autodiff(kiln_function *f, int n_wrt, const int *wrt, const 
     if (kiln_clone_region_into(&c, f->body, g->body, NULL, true) || kiln_pass_inline(g->body) || kiln_pass_decompose_except(g->body, has_grad_rule, NULL))
         goto done;
     kiln_var *loss = g->body->results[0];
-    g->body->n_results = -1;
     if (!kiln_type_is_tensor(loss->type) || !kiln_dtype_is_float(loss->type->dtype)) {
         kiln_error(ctx, KILN_ERR_TYPE, "autodiff: @%s: the value to differentiate (its first result) must be a floating-point tensor, not %s",
                    f->name, kiln_type_cstr(loss->type, tb, sizeof tb));
         goto done;
     }
-    kiln_node *last_forward = g->body->last;
     if (ad_grow(&ad, &adj)) goto done;
     for (int i = 0; i < n_wrt; i++) ad.needs[g->params[wrt[i]]->id] = true;
     mark_needs(&ad, g->body);
     if (save_all_iterations(&ad, g->body) || ad_grow(&ad, &adj)) goto done;
     mark_needs(&ad, g->body);
-    last_forward = g->body->last;
+    /* f's results stayed yielded through the rewrites above, which kept them current. The
+     * results after the first (e.g. batch-norm running statistics) pass through: the sweep
+     * starts from the loss alone, so no gradient flows from them. */
+    kiln_var **outs = ad_vars(m, n_wrt + n_res);
+    if (!outs) goto done;
+    loss = outs[0] = g->body->results[0];
+    memcpy(outs + 1 + n_wrt, g->body->results + 1, sizeof *outs * (size_t)(n_res - 1));
+    g->body->n_results = -1;
+    kiln_node *last_forward = g->body->last;
     kiln_builder b = {g->body, NULL, 0, 0};
     if (!(adj.v[loss->id] = kiln_build(&b, KILN_OP_ONES_LIKE, 1, &loss, NULL))) goto done;
     if (sweep(&ad, g->body, last_forward, &adj) || ad_grow(&ad, &adj)) goto done;
-    kiln_var **outs = ad_vars(m, 1 + n_wrt);
-    if (!outs) goto done;
-    outs[0] = loss;
     for (int i = 0; i < n_wrt; i++) {
         kiln_var *p = g->params[wrt[i]];
         if (adj_settle(&b, &adj, p) || !(outs[1 + i] = adj.v[p->id] ? adj.v[p->id] : kiln_grad_zeros(&b, p))) goto done;
     }
-    if (kiln_region_yield(g->body, 1 + n_wrt, outs) || kiln_pass_dce(g->body)) goto done;
+    if (kiln_region_yield(g->body, n_wrt + n_res, outs) || kiln_pass_dce(g->body)) goto done;
     g->infer_state = 0;
     if (kiln_module_infer(m)) goto done;
     result = g;

@@ -227,3 +227,41 @@ TEST(autodiff_output_shape_and_errors) {
     kiln_module_free(m);
     kiln_context_free(ctx);
 }
+
+TEST(autodiff_passes_other_results_through) {
+    /* results after the loss (like batch-norm running statistics) come after the gradients,
+     * undifferentiated: %r2 shares %m with the loss but adds no gradient (d/dr is zero), and
+     * %p, a while loop on the gradient path, stays current through the state-saving rewrite */
+    static const char *text =
+        "def @f(%x: f64[3], %w: f64[3], %r: f64[3], %k: i64[]) {\n"
+        "  let %m = multiply(%x, %w)\n  let %s = sum(%m)\n  let %r2 = add(%r, %m)\n"
+        "  let %p = while (%v = %w) cond { let %t = sum(%v) let %c = less(%t, 100.0) yield %c } do {\n"
+        "    let %v2 = multiply(%v, 2.0)\n    yield %v2\n  }\n"
+        "  let %q = sum(%p)\n  let %l = add(%s, %q)\n  let %k2 = add(%k, 1)\n  return %l, %r2, %p, %k2\n}\n";
+    GRADCHECK(text, -0.5);
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = kiln_module_parse(ctx, text, "aux.kir");
+    kiln_function *g = m ? kiln_autodiff(kiln_module_function(m, "f"), 3, (int[]){0, 1, 2}, "f_grad") : NULL;
+    CHECK(g != NULL);
+    if (g) {
+        char *sig = kiln_module_print(m, 0);
+        CHECK(strstr(sig, "def @f_grad(%x: f64[3], %w: f64[3], %r: f64[3], %k: i64[]) -> "
+                          "(f64[], f64[3], f64[3], f64[3], f64[3], f64[3], i64[])"));
+        kiln_free(sig);
+        kiln_value in[4] = {tv(ctx, KILN_F64, "3", (double[]){0.5, -1, 2}), tv(ctx, KILN_F64, "3", (double[]){1, 2, 3}),
+                            tv(ctx, KILN_F64, "3", (double[]){1, 1, 1}), tv(ctx, KILN_I64, "", (double[]){4})}, out;
+        CHECK_OK(ctx, kiln_function_run(g, 4, in, &out));
+        /* sum(w) = 6 doubles 5 times to 192: p = 32 w, loss = x.w + 192 = 196.5, dw = x + 32 */
+        CHECK_TENSOR(kiln_value_tuple_get(out, 0), KILN_F64, "", ((double[]){196.5}), 1e-12);
+        CHECK_TENSOR(kiln_value_tuple_get(out, 1), KILN_F64, "3", ((double[]){1, 2, 3}), 1e-12);
+        CHECK_TENSOR(kiln_value_tuple_get(out, 2), KILN_F64, "3", ((double[]){32.5, 31, 34}), 1e-12);
+        CHECK_TENSOR(kiln_value_tuple_get(out, 3), KILN_F64, "3", ((double[]){0, 0, 0}), 0);
+        CHECK_TENSOR(kiln_value_tuple_get(out, 4), KILN_F64, "3", ((double[]){1.5, -1, 7}), 1e-12);
+        CHECK_TENSOR(kiln_value_tuple_get(out, 5), KILN_F64, "3", ((double[]){32, 64, 96}), 1e-12);
+        CHECK_TENSOR(kiln_value_tuple_get(out, 6), KILN_I64, "", ((double[]){5}), 0);
+        kiln_value_release(out);
+        release_all(4, in);
+    }
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}

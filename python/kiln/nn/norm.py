@@ -1,15 +1,17 @@
 """norm.py — BatchNorm2d and LayerNorm (torch.nn's arguments, ones/zeros affine parameters).
 
-BatchNorm2d in train mode normalises with the batch statistics and, eagerly, replaces its running
+BatchNorm2d in train mode normalises with the batch statistics and updates its running
 statistics buffers: running = (1 - momentum) * running + momentum * batch, with the unbiased batch
-variance (momentum=None: the cumulative average 1/num_batches_tracked), as torch. Inside a trace
-it cannot update them (the IR has no side effects); the traced function only normalises."""
+variance (momentum=None: the cumulative average 1/num_batches_tracked), as torch. Eagerly it
+replaces the buffers; inside a trace that collects buffer updates (kiln.Trainer's step) it records
+the new values, which the step returns and the Trainer writes back; inside other traces (the IR
+has no side effects) the traced function only normalises."""
 import numpy as np
 
 from .. import dtypes as _dt
 from .. import ops
-from .._core import tensor_from_numpy
-from ..model import Model, Parameter, tracing
+from .._core import current_trace, tensor_from_numpy
+from ..model import Model, Parameter
 from . import init
 
 
@@ -44,16 +46,31 @@ class BatchNorm2d(Model):
         if self.training and n <= 1:
             raise ValueError(f"BatchNorm2d expects more than 1 value per channel when training, got input shape {input.shape}")
         y, mean, var = ops.batch_norm_train(input, gamma, beta, axis=1, eps=self.eps)
-        if self.training and self.running_mean is not None and not tracing():
+        if self.training and self.running_mean is not None:
             self._update_running_stats(mean, var, n)
         return y
 
+    _STATS = ("num_batches_tracked", "running_mean", "running_var")
+
     def _update_running_stats(self, mean, var, n):
-        self.num_batches_tracked = self.num_batches_tracked + 1
-        m = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
+        """New running statistics from the batch's mean and biased variance over n values per
+        channel: assigned eagerly, recorded as buffer updates in a trace (Trace.update_buffer)."""
+        tr = current_trace()
+        if tr is not None and tr.buffer_updates is None:
+            return  # a trace that keeps no side effects (an export): it only normalises
+        buffers = [getattr(self, k) for k in self._STATS]
+        count, running_mean, running_var = buffers if tr is None else [tr.buffer_value(b) for b in buffers]
+        count = count + 1
+        # momentum None: the cumulative average, factor 1 / num_batches_tracked (a tensor: in a
+        # trace the count is symbolic)
+        m = self.momentum if self.momentum is not None else 1.0 / count.astype(running_mean.dtype)
         # torch keeps the unbiased variance: biased var * n / (n - 1)
-        self.running_mean = self.running_mean * (1.0 - m) + mean * m
-        self.running_var = self.running_var * (1.0 - m) + var * (m * n / (n - 1))
+        new = (count, running_mean * (1.0 - m) + mean * m, running_var * (1.0 - m) + var * (m * n / (n - 1)))
+        for k, b, v in zip(self._STATS, buffers, new):
+            if tr is None:
+                setattr(self, k, v)
+            else:
+                tr.update_buffer(b, v)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
