@@ -74,6 +74,28 @@ kiln_status kiln_cuda_fail(kiln_kernel_args *a, const kiln_cuda_exec *e, const c
     return kiln_kernel_fail(a, KILN_ERR_UNSUPPORTED, "cuda:%d: %s (%s -> %s): %s", e->dev, what, in, out, e->be->last_error());
 }
 
+static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void *kiln_cuda_scratch_get(kiln_kernel_args *a, const kiln_cuda_exec *e, kiln_cuda_scratch *s, size_t bytes, size_t cap) {
+    pthread_mutex_lock(&scratch_lock);
+    struct kiln_cuda_scratch_block *d = &s->devices[e->dev];
+    if (d->bytes < bytes) {
+        size_t grown = 2 * d->bytes < cap ? 2 * d->bytes : cap;
+        grown = grown > bytes ? grown : bytes;
+        void *blk = e->be->alloc(e->dev, grown);
+        if (!blk && grown > bytes) blk = e->be->alloc(e->dev, grown = bytes);
+        if (blk) d->p = blk, d->bytes = grown; /* the old block stays allocated (cuda_dialect.h) */
+    }
+    void *p = d->bytes >= bytes ? d->p : NULL;
+    pthread_mutex_unlock(&scratch_lock);
+    if (!p) {
+        char what[128];
+        snprintf(what, sizeof what, "allocating %s (%zu bytes)", s->what, bytes);
+        kiln_cuda_fail(a, e, what);
+    }
+    return p;
+}
+
 static pthread_mutex_t source_lock = PTHREAD_MUTEX_INITIALIZER;
 
 kiln_status kiln_cuda_source_kernel(kiln_kernel_args *a, const kiln_cuda_exec *e, kiln_cuda_source *src, int k,

@@ -47,8 +47,27 @@ void kiln_cuda_set_tf32(bool on);
 const kiln_cuda_exec *kiln_cuda_exec_for(kiln_kernel_args *a);
 kiln_status kiln_cuda_fail(kiln_kernel_args *a, const kiln_cuda_exec *e, const char *what);
 
+/* Declares e, the exec context of kernel args a, or returns the error (kiln_cuda_exec_for). */
+#define KILN_CUDA_EXEC(a, e)                                                \
+    const kiln_cuda_exec *e = kiln_cuda_exec_for(a);                        \
+    if (!e) return kiln_error_status((a)->ctx)
+
 /* Device ordinals the dialects' kernels accept (kiln_cuda_exec_for checks). */
 #define KILN_CUDA_MAX_DEVICES 64
+
+/* A kernel family's scratch: one device block per device, grown on demand and kept, so a later
+ * call of the same sizes allocates nothing and a CUDA graph may capture it after a warm-up run.
+ * A block grown out of is never freed (a graph captured earlier may still use it); growth at
+ * least doubles (up to a cap), so the blocks add up to about twice the largest. Calls on a device
+ * share its block safely because the backend issues all work of a device on one stream. Define
+ * one as `static kiln_cuda_scratch s = {.what = "the attention scratch"};`. */
+typedef struct kiln_cuda_scratch {
+    const char *what; /* for messages */
+    struct kiln_cuda_scratch_block { void *p; size_t bytes; } devices[KILN_CUDA_MAX_DEVICES];
+} kiln_cuda_scratch;
+/* At least `bytes` of s on e's device (growing to min(2x, cap) when that can be had), or NULL
+ * with the error set. Thread-safe. */
+void *kiln_cuda_scratch_get(kiln_kernel_args *a, const kiln_cuda_exec *e, kiln_cuda_scratch *s, size_t bytes, size_t cap);
 
 /* A CUDA source of the dialects' own kernels (an embedded .cu file): compiled with NVRTC (disk
  * cached) and loaded once per device at first use; its kernels are looked up by name once. */

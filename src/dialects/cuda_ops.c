@@ -154,21 +154,17 @@ static kiln_status gather_view(kiln_kernel_args *a, const kiln_cuda_exec *e, kil
 }
 
 /* Every kernel below starts by fetching the exec context. */
-#define EXEC(a, e)                                                          \
-    const kiln_cuda_exec *e = kiln_cuda_exec_for(a);                        \
-    if (!e) return kiln_error_status((a)->ctx)
-
 /* ---- reshape family, transpose, reverse (broadcast_to is generated code) ------------------------------------------ */
 /* reshape, expand_dims, squeeze: the row-major data as is. */
 static kiln_status cuda_reshape(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     size_t n = kiln_tensor_nbytes(a->out[0]);
     if (!n || a->out[0]->data == a->in[0]->data) return KILN_OK;
     return e->be->copy_d2d(e->dev, a->out[0]->data, a->in[0]->data, n) ? kiln_cuda_fail(a, e, "copy_d2d") : KILN_OK;
 }
 
 static kiln_status cuda_transpose(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     const kiln_attr *axes = kiln_attr_get(a->op, a->attrs, "axes");
     int64_t cs[KILN_MAX_DIMS], sstr[KILN_MAX_DIMS];
@@ -179,7 +175,7 @@ static kiln_status cuda_transpose(kiln_kernel_args *a) {
 
 /* A flipped dim starts at its last element and walks back. */
 static kiln_status cuda_reverse(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     bool mask[KILN_MAX_DIMS];
     int64_t sstr[KILN_MAX_DIMS], soff = 0;
@@ -224,7 +220,7 @@ static int64_t slice_view(kiln_op op, const kiln_attr *attrs, int nd, const int6
 }
 
 static kiln_status cuda_strided_slice(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     int64_t sstr[KILN_MAX_DIMS], count[KILN_MAX_DIMS];
     int64_t soff = slice_view(a->op, a->attrs, x->ndim, x->shape, sstr, count);
@@ -233,7 +229,7 @@ static kiln_status cuda_strided_slice(kiln_kernel_args *a) {
 
 /* dx = zeros, then dy into the slice's view of dx (a slice never takes an element twice). */
 static kiln_status cuda_strided_slice_backward(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     kiln_tensor *dx = a->out[0];
     const kiln_tensor *dy = a->in[0];
     int64_t dstr[KILN_MAX_DIMS], count[KILN_MAX_DIMS], ystr[KILN_MAX_DIMS];
@@ -259,7 +255,7 @@ static void outer_inner(const kiln_tensor *t, int axis, int64_t *outer, int64_t 
 }
 
 static kiln_status cuda_concatenate(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     kiln_tensor *y = a->out[0];
     int ax = kiln_norm_axis(kiln_attr_int(a->op, a->attrs, "axis"), y->ndim);
     int64_t outer, inner, off = 0;
@@ -274,7 +270,7 @@ static kiln_status cuda_concatenate(kiln_kernel_args *a) {
 }
 
 static kiln_status cuda_split(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     int ax = kiln_norm_axis(kiln_attr_int(a->op, a->attrs, "axis"), x->ndim);
     int64_t outer, inner, off = 0;
@@ -291,7 +287,7 @@ static kiln_status cuda_split(kiln_kernel_args *a) {
 /* tile (as layout.c): the view [r_0, d_0, r_1, d_1, ...] of the input with strides [0, s_0, 0, s_1,
  * ...], reps and shape aligned at the right and padded with 1s. */
 static kiln_status cuda_tile(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     const kiln_attr *reps = kiln_attr_get(a->op, a->attrs, "reps");
     int n = reps->n > x->ndim ? reps->n : x->ndim;
@@ -308,7 +304,7 @@ static kiln_status cuda_tile(kiln_kernel_args *a) {
 /* repeat (as layout.c): the input with an extra stride-0 dim of size `repeats` after the axis (the
  * flattened input when the axis is unset). */
 static kiln_status cuda_repeat(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     const kiln_attr *axis = kiln_attr_get(a->op, a->attrs, "axis");
     int nd = axis->set ? x->ndim : 1, ax = axis->set ? kiln_norm_axis(axis->i, x->ndim) : 0;
@@ -337,7 +333,7 @@ static kiln_pad_args pad_args(kiln_kernel_args *a, int nd, const int64_t *oshape
 }
 
 static kiln_status cuda_pad(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     kiln_tensor *y = a->out[0];
     kiln_pad_args p = pad_args(a, y->ndim, y->shape, x->shape);
@@ -349,7 +345,7 @@ static kiln_status cuda_pad(kiln_kernel_args *a) {
 /* constant: dx is dy's interior (a copy); reflect / edge: dx = zeros, each dy element added where
  * the forward read it. */
 static kiln_status cuda_pad_backward(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *dy = a->in[0];
     kiln_tensor *dx = a->out[0];
     kiln_pad_args p = pad_args(a, dy->ndim, dy->shape, dx->shape);
@@ -387,7 +383,7 @@ static kiln_take_args take_args(kiln_kernel_args *a, int nd, const int64_t *shap
 }
 
 static kiln_status cuda_take(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     kiln_tensor *y = a->out[0];
     int ax;
@@ -398,7 +394,7 @@ static kiln_status cuda_take(kiln_kernel_args *a) {
 }
 
 static kiln_status cuda_take_backward(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *dy = a->in[0];
     kiln_tensor *dx = a->out[0];
     int ax;
@@ -422,7 +418,7 @@ static kiln_along_args along_args(kiln_kernel_args *a, const kiln_tensor *x, con
 }
 
 static kiln_status cuda_gather(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     kiln_tensor *y = a->out[0];
     kiln_along_args p = along_args(a, x, a->in[1], NULL);
@@ -434,7 +430,7 @@ static kiln_status cuda_gather(kiln_kernel_args *a) {
 /* y = x, then src's elements written (or added: atomics) at the indexed places; with repeated
  * indices and reduce "none" which write survives is unspecified on the device. */
 static kiln_status cuda_scatter(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0], *src = a->in[2];
     kiln_tensor *y = a->out[0];
     kiln_along_args p = along_args(a, x, a->in[1], src);
@@ -459,7 +455,7 @@ static kiln_gather_nd_args gather_nd_args(kiln_kernel_args *a, int nd, const int
 }
 
 static kiln_status cuda_gather_nd(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     kiln_tensor *y = a->out[0];
     bool empty;
@@ -470,7 +466,7 @@ static kiln_status cuda_gather_nd(kiln_kernel_args *a) {
 }
 
 static kiln_status cuda_gather_nd_backward(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *dy = a->in[0];
     kiln_tensor *dx = a->out[0];
     bool empty;
@@ -483,7 +479,7 @@ static kiln_status cuda_gather_nd_backward(kiln_kernel_args *a) {
 }
 
 static kiln_status cuda_one_hot(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *t = a->in[0];
     kiln_tensor *y = a->out[0];
     int ax = kiln_norm_axis(kiln_attr_int(a->op, a->attrs, "axis"), t->ndim + 1);
@@ -497,7 +493,7 @@ static kiln_status cuda_one_hot(kiln_kernel_args *a) {
 
 /* ---- full, arange ------------------------------------------------------------------------------ */
 static kiln_status cuda_full(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     kiln_tensor *y = a->out[0];
     uint64_t bits = 0;
     kiln_store_f64(y->dtype, &bits, 0, kiln_attr_float(a->op, a->attrs, "value"));
@@ -509,7 +505,7 @@ static kiln_status cuda_full(kiln_kernel_args *a) {
 
 /* y[i] = start + i * step, in int64 for whole-number attributes and an int dtype (as create.c). */
 static kiln_status cuda_arange(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     kiln_tensor *y = a->out[0];
     double start = kiln_attr_float(a->op, a->attrs, "start"), stop = kiln_attr_float(a->op, a->attrs, "stop");
     double step = kiln_attr_float(a->op, a->attrs, "step");
@@ -527,7 +523,7 @@ static kiln_status cuda_arange(kiln_kernel_args *a) {
 /* ---- nll_loss, cumsum, argmax / argmin --------------------------------------------------------- */
 /* logp [C] or [N, C, d1...] (class axis 1, or 0 for 1-D): per target, or reduced by one block. */
 static kiln_status cuda_nll_loss(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *lp = a->in[0], *tg = a->in[1];
     kiln_tensor *out = a->out[0];
     int cd = lp->ndim >= 2 ? 1 : 0;
@@ -548,7 +544,7 @@ static void split_axis(const kiln_tensor *t, int ax, int64_t *outer, int64_t *n,
 }
 
 static kiln_status cuda_cumsum(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     kiln_tensor *y = a->out[0];
     int64_t outer, n, inner, ydt = y->dtype, xdt = x->dtype;
@@ -559,7 +555,7 @@ static kiln_status cuda_cumsum(kiln_kernel_args *a) {
 }
 
 static kiln_status cuda_argreduce(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     const kiln_tensor *x = a->in[0];
     kiln_tensor *y = a->out[0];
     const kiln_attr *axis = kiln_attr_get(a->op, a->attrs, "axis");
@@ -574,7 +570,7 @@ static kiln_status cuda_argreduce(kiln_kernel_args *a) {
 /* x [..., h, w] -> y [..., oh, ow] (forward: one thread per output; backward: dy [..., oh, ow] ->
  * dx [..., h, w], one thread per input element gathering the windows that cover it). */
 static kiln_status cuda_adaptive_avg_pool(kiln_kernel_args *a) {
-    EXEC(a, e);
+    KILN_CUDA_EXEC(a, e);
     bool fwd = a->op == KILN_OP_ADAPTIVE_AVG_POOL2D;
     const kiln_tensor *in = fwd ? a->in[0] : a->out[0], *out = fwd ? a->out[0] : a->in[0]; /* [.., h, w], [.., oh, ow] */
     int nd = in->ndim;
