@@ -137,9 +137,9 @@ static void acc_finish(acc_views *v, int first_out, bool store) {
  *   delta_i = dout_i.out_i - dlse_i (the softmax's and the log-sum-exp's adjoints), dq = scale dS k,
  *   dk = scale dS^T q, dv = P^T dout; dk and dv accumulate over the query blocks. */
 #define ATTN_DEFINE(T, DT, EXP, LOG)                                                                                   \
-    static void probs_##T(const attn_dims *g, const T *q, const T *k, int64_t i0, int64_t rows, int64_t kend,           \
-                          const T *lse, T *lse_out, T *p) {                                                            \
-        kiln_gemm(DT, rows, kend, g->d, q, g->d, 1, k, 1, g->d, p, kend);                                              \
+    static void probs_##T(const attn_dims *g, kiln_attention_gemm gemm, const T *q, const T *k, int64_t i0,          \
+                          int64_t rows, int64_t kend, const T *lse, T *lse_out, T *p) {                                \
+        gemm(DT, rows, kend, g->d, q, g->d, 1, k, 1, g->d, p, kend);                                                   \
         for (int64_t r = 0; r < rows; r++) {                                                                           \
             T *pr = p + r * kend;                                                                                      \
             int64_t n = g->causal && i0 + r + 1 < kend ? i0 + r + 1 : kend; /* keys row i0 + r sees */                 \
@@ -155,17 +155,19 @@ static void acc_finish(acc_views *v, int first_out, bool store) {
             for (int64_t j = 0; j < kend; j++) pr[j] = j < n ? EXP(pr[j] - lse[r]) : 0;                                \
         }                                                                                                              \
     }                                                                                                                  \
-    static void forward_##T(const attn_dims *g, const T *q, const T *k, const T *v, T *out, T *lse, T *p) {            \
+    static void forward_##T(const attn_dims *g, kiln_attention_gemm gemm, const T *q, const T *k, const T *v, T *out,  \
+                            T *lse, T *p) {                                                                            \
         for (int64_t b = 0; b < g->batch; b++)                                                                         \
             for (int64_t i0 = 0; i0 < g->tq; i0 += ATTN_QB) {                                                          \
                 int64_t rows = g->tq - i0 < ATTN_QB ? g->tq - i0 : ATTN_QB, kend = key_end(g, i0 + rows);              \
                 int64_t row = b * g->tq + i0;                                                                          \
-                probs_##T(g, q + row * g->d, k + b * g->tk * g->d, i0, rows, kend, lse + row, lse + row, p);           \
-                kiln_gemm(DT, rows, g->dv, kend, p, kend, 1, v + b * g->tk * g->dv, g->dv, 1, out + row * g->dv, g->dv);  \
+                probs_##T(g, gemm, q + row * g->d, k + b * g->tk * g->d, i0, rows, kend, lse + row, lse + row, p);     \
+                gemm(DT, rows, g->dv, kend, p, kend, 1, v + b * g->tk * g->dv, g->dv, 1, out + row * g->dv, g->dv);   \
             }                                                                                                          \
     }                                                                                                                  \
-    static void backward_##T(const attn_dims *g, const T *q, const T *k, const T *v, const T *out, const T *lse,         \
-                             const T *dout, const T *dlse, T *dq, T *dk, T *dv, T *p, T *dp, T *tmp) {                 \
+    static void backward_##T(const attn_dims *g, kiln_attention_gemm gemm, const T *q, const T *k, const T *v,         \
+                             const T *out, const T *lse, const T *dout, const T *dlse, T *dq, T *dk, T *dv, T *p,      \
+                             T *dp, T *tmp) {                                                                          \
         memset(dk, 0, sizeof(T) * (size_t)(g->batch * g->tk * g->d));                                                  \
         memset(dv, 0, sizeof(T) * (size_t)(g->batch * g->tk * g->dv));                                                 \
         for (int64_t b = 0; b < g->batch; b++) {                                                                       \
@@ -175,18 +177,18 @@ static void acc_finish(acc_views *v, int first_out, bool store) {
                 int64_t rows = g->tq - i0 < ATTN_QB ? g->tq - i0 : ATTN_QB, kend = key_end(g, i0 + rows);              \
                 int64_t row = b * g->tq + i0;                                                                          \
                 const T *qi = q + row * g->d, *doi = dout + row * g->dv;                                               \
-                probs_##T(g, qi, kb, i0, rows, kend, lse + row, NULL, p);                                                   \
-                kiln_gemm(DT, rows, kend, g->dv, doi, g->dv, 1, vb, 1, g->dv, dp, kend); /* dP = dout v^T */          \
+                probs_##T(g, gemm, qi, kb, i0, rows, kend, lse + row, NULL, p);                                        \
+                gemm(DT, rows, kend, g->dv, doi, g->dv, 1, vb, 1, g->dv, dp, kend); /* dP = dout v^T */               \
                 for (int64_t r = 0; r < rows; r++) {                                                                   \
                     T delta = dlse ? -dlse[row + r] : 0;                                                               \
                     for (int64_t c = 0; c < g->dv; c++) delta += doi[r * g->dv + c] * out[(row + r) * g->dv + c];      \
                     for (int64_t j = 0; j < kend; j++)                                                                 \
                         dp[r * kend + j] = p[r * kend + j] * (dp[r * kend + j] - delta) * (T)g->scale;                 \
                 }                                                                                                      \
-                kiln_gemm(DT, rows, g->d, kend, dp, kend, 1, kb, g->d, 1, dq + row * g->d, g->d); /* dq = dS k */     \
-                kiln_gemm(DT, kend, g->d, rows, dp, 1, kend, qi, g->d, 1, tmp, g->d);              /* dS^T q */        \
+                gemm(DT, rows, g->d, kend, dp, kend, 1, kb, g->d, 1, dq + row * g->d, g->d); /* dq = dS k */          \
+                gemm(DT, kend, g->d, rows, dp, 1, kend, qi, g->d, 1, tmp, g->d);              /* dS^T q */             \
                 for (int64_t e = 0; e < kend * g->d; e++) dkb[e] += tmp[e];                                            \
-                kiln_gemm(DT, kend, g->dv, rows, p, 1, kend, doi, g->dv, 1, tmp, g->dv);           /* P^T dout */      \
+                gemm(DT, kend, g->dv, rows, p, 1, kend, doi, g->dv, 1, tmp, g->dv);           /* P^T dout */           \
                 for (int64_t e = 0; e < kend * g->dv; e++) dvb[e] += tmp[e];                                           \
             }                                                                                                          \
         }                                                                                                              \
@@ -194,20 +196,20 @@ static void acc_finish(acc_views *v, int first_out, bool store) {
 ATTN_DEFINE(float, KILN_F32, expf, logf)
 ATTN_DEFINE(double, KILN_F64, exp, log)
 
-kiln_status kiln_ref_attention_forward(kiln_kernel_args *a) {
+kiln_status kiln_attention_forward_with(kiln_kernel_args *a, kiln_attention_gemm gemm) {
     attn_dims g = attn_dims_of(a);
     acc_views v = {.acc = a->out[1]->dtype};
     void *q = acc_view(&v, a->in[0], true), *k = acc_view(&v, a->in[1], true), *val = acc_view(&v, a->in[2], true);
     void *out = acc_view(&v, a->out[0], false), *p = malloc(kiln_dtype_size(v.acc) * (size_t)(ATTN_QB * g.tk) + 1);
     bool ok = !v.oom && p;
-    if (ok && v.acc == KILN_F64) forward_double(&g, q, k, val, out, a->out[1]->data, p);
-    else if (ok) forward_float(&g, q, k, val, out, a->out[1]->data, p);
+    if (ok && v.acc == KILN_F64) forward_double(&g, gemm, q, k, val, out, a->out[1]->data, p);
+    else if (ok) forward_float(&g, gemm, q, k, val, out, a->out[1]->data, p);
     acc_finish(&v, 3, ok);
     free(p);
     return ok ? KILN_OK : kiln_kernel_fail(a, KILN_ERR_OOM, "out of memory for the scratch of %lld x %lld keys", (long long)g.batch, (long long)g.tk);
 }
 
-kiln_status kiln_ref_attention_backward(kiln_kernel_args *a) {
+kiln_status kiln_attention_backward_with(kiln_kernel_args *a, kiln_attention_gemm gemm) {
     attn_dims g = attn_dims_of(a);
     acc_views v = {.acc = a->in[4]->dtype};
     void *in[4], *grads[3];
@@ -221,15 +223,18 @@ kiln_status kiln_ref_attention_backward(kiln_kernel_args *a) {
     bool ok = !v.oom && p && dp && tmp;
     const void *lse = a->in[4]->data, *dlse = a->n_in > 6 ? a->in[6]->data : NULL;
     if (ok && v.acc == KILN_F64)
-        backward_double(&g, in[0], in[1], in[2], out, lse, in[3], dlse, grads[0], grads[1], grads[2], p, dp, tmp);
+        backward_double(&g, gemm, in[0], in[1], in[2], out, lse, in[3], dlse, grads[0], grads[1], grads[2], p, dp, tmp);
     else if (ok)
-        backward_float(&g, in[0], in[1], in[2], out, lse, in[3], dlse, grads[0], grads[1], grads[2], p, dp, tmp);
+        backward_float(&g, gemm, in[0], in[1], in[2], out, lse, in[3], dlse, grads[0], grads[1], grads[2], p, dp, tmp);
     acc_finish(&v, 5, ok);
     free(p);
     free(dp);
     free(tmp);
     return ok ? KILN_OK : kiln_kernel_fail(a, KILN_ERR_OOM, "out of memory for the scratch of %lld x %lld keys", (long long)g.batch, (long long)g.tk);
 }
+
+kiln_status kiln_ref_attention_forward(kiln_kernel_args *a) { return kiln_attention_forward_with(a, kiln_gemm); }
+kiln_status kiln_ref_attention_backward(kiln_kernel_args *a) { return kiln_attention_backward_with(a, kiln_gemm); }
 
 /* ---- decomposition ------------------------------------------------------------------------ */
 /* attention = get(attention_forward(q, k, v), 0): autodiff and the dialects see the primitive. */

@@ -219,6 +219,70 @@ TEST(blas_refuses_other_dtypes) {
     REFUSED(KILN_DIALECT_BLAS, "%x: f32[2, 3, 8, 8]", "max_pool2d(%x, kernel=[2, 2])"); /* no pools in blas */
 }
 
+/* Ops with several inputs and results (attention): every result of dialect d's kernel against
+ * the reference kernel's, on inputs uniform in [-1, 1). */
+static void same_results_as_ref(int line, kiln_dialect_id d, const char *params, const char *call, double tol) {
+    kiln_context *ctx = kiln_context_new();
+    kiln_module *m = one_op(ctx, params, call);
+    kiln_node *n = m ? kiln_module_function(m, "f")->body->first : NULL;
+    const kiln_dialect_impl *impl = n ? kiln_dialect_pick(n, 1, &d) : NULL;
+    kiln_tensor *in[8] = {NULL}, *out[2][4] = {{NULL}};
+    const kiln_type *ot = n ? n->out->type : NULL;
+    int n_out = ot && ot->kind == KILN_TYPE_TUPLE ? ot->n_elems : 1;
+    if (n && !impl) test_fail(__FILE__, line, "dialect %s does not support %s", kiln_dialect_name(d), call);
+    uint64_t seed = 0x9e3779b97f4a7c15u * (uint64_t)(line + 1);
+    for (int i = 0; impl && i < n->n_in; i++) {
+        const kiln_type *t = n->in[i]->type;
+        in[i] = kiln_tensor_new(ctx, t->dtype, t->ndim, t->shape);
+        for (int64_t e = 0; e < in[i]->numel; e++) {
+            seed = seed * 6364136223846793005u + 1442695040888963407u;
+            kiln_store_f64(t->dtype, in[i]->data, e, (double)(seed >> 11) / 4503599627370496.0 - 1.0);
+        }
+    }
+    for (int k = 0; impl && k < 2; k++) {
+        for (int j = 0; j < n_out; j++) {
+            const kiln_type *t = n_out > 1 ? ot->elems[j] : ot;
+            out[k][j] = kiln_tensor_new(ctx, t->dtype, t->ndim, t->shape);
+        }
+        kiln_kernel_args a = {ctx, n->op, n->attrs, n->n_in, in, n_out, out[k], "test"};
+        if ((k ? impl->kernel(&a) : kiln_op_info_get(n->op)->kernel(&a)) != KILN_OK)
+            test_fail(__FILE__, line, "%s (%s): %s", call, k ? kiln_dialect_name(d) : "ref", kiln_error_message(ctx));
+    }
+    for (int j = 0; impl && j < n_out; j++) {
+        const kiln_tensor *want = out[0][j], *got = out[1][j];
+        double scale = 0;
+        for (int64_t e = 0; e < want->numel; e++) scale = fmax(scale, fabs(kiln_load_f64(want->dtype, want->data, e)));
+        for (int64_t e = 0; e < want->numel; e++) {
+            double w = kiln_load_f64(want->dtype, want->data, e), g = kiln_load_f64(got->dtype, got->data, e);
+            if (!(fabs(g - w) <= tol * (1 + scale))) {
+                test_fail(__FILE__, line, "%s %s: result %d element %lld is %.9g, reference %.9g", kiln_dialect_name(d), call, j,
+                          (long long)e, g, w);
+                break;
+            }
+        }
+    }
+    for (int i = 0; i < 8; i++) kiln_tensor_release(in[i]);
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 4; j++) kiln_tensor_release(out[k][j]);
+    kiln_module_free(m);
+    kiln_context_free(ctx);
+}
+
+TEST(blas_attention_matches_reference) {
+    if (!have(KILN_DIALECT_BLAS, "blas_attention_matches_reference")) return;
+    const char *fwd = "%q: f32[2, 3, 70, 16], %k: f32[2, 3, 90, 16], %v: f32[2, 3, 90, 8]";
+    same_results_as_ref(__LINE__, KILN_DIALECT_BLAS, fwd, "attention_forward(%q, %k, %v)", 1e-5);
+    same_results_as_ref(__LINE__, KILN_DIALECT_BLAS, fwd, "attention_forward(%q, %k, %v, causal=true, scale=0.3)", 1e-5);
+    same_results_as_ref(__LINE__, KILN_DIALECT_BLAS, "%q: f64[5, 16], %k: f64[7, 16], %v: f64[7, 4]",
+                        "attention_forward(%q, %k, %v, causal=true)", 1e-12);
+    const char *bwd = "%q: f32[2, 70, 16], %k: f32[2, 90, 16], %v: f32[2, 90, 8], %o: f32[2, 70, 8], %l: f32[2, 70], "
+                      "%do: f32[2, 70, 8], %dl: f32[2, 70]";
+    same_results_as_ref(__LINE__, KILN_DIALECT_BLAS, bwd, "attention_backward(%q, %k, %v, %o, %l, %do, %dl, causal=true)", 1e-5);
+    same_results_as_ref(__LINE__, KILN_DIALECT_BLAS, bwd, "attention_backward(%q, %k, %v, %o, %l, %do)", 1e-5);
+    same_results_as_ref(__LINE__, KILN_DIALECT_BLAS, "%q: bf16[3, 16], %k: bf16[3, 16], %v: bf16[3, 16]",
+                        "attention_forward(%q, %k, %v)", 1e-2);
+}
+
 /* ---- dnnl ----------------------------------------------------------------------------------- */
 TEST(dnnl_matmul_matches_reference) {
     if (!have(KILN_DIALECT_DNNL, "dnnl_matmul_matches_reference")) return;
