@@ -295,8 +295,9 @@ static kiln_status blas_dense(kiln_kernel_args *a) {
 static void strided_gemm(kiln_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t sam, int64_t sak,
                          const void *b, int64_t sbk, int64_t sbn, void *c, int64_t ldc) {
     if (!m || !n) return;
-    if (!k) {
-        for (int64_t i = 0; i < m; i++) memset((char *)c + (size_t)(i * ldc) * kiln_dtype_size(dt), 0, (size_t)n * kiln_dtype_size(dt));
+    size_t es = kiln_dtype_size(dt);
+    if (!k) { /* an empty sum: zeros */
+        for (int64_t i = 0; i < m; i++) memset((char *)c + (size_t)(i * ldc) * es, 0, (size_t)n * es);
         return;
     }
     bool ta = sak != 1, tb = sbn != 1;
