@@ -57,6 +57,14 @@ static kiln_value run_vm(kiln_context *ctx, kiln_function *f, int n_in, const ki
     return out;
 }
 
+/* f compiled and run on the VM gives the interpreter's result `want`, bit for bit; releases want. */
+static void vm_matches(kiln_context *ctx, kiln_function *f, int n_in, const kiln_value *in, kiln_value want) {
+    kiln_value got = run_vm(ctx, f, n_in, in, 0, NULL);
+    check_same(want, got);
+    release_all(1, &got);
+    release_all(1, &want);
+}
+
 /* @f(%x0..%x999: f32[4]) -> 1000 results: y_i = x_i * 2 + sum(concatenate(x_0..x_999)). */
 TEST(limits_thousand_params_and_results) {
     enum { N = 1000 };
@@ -148,13 +156,10 @@ TEST(limits_call_with_600_arguments) {
     CHECK(m);
     if (m) {
         kiln_function *f = kiln_module_function(m, "main");
-        kiln_value *in = ramps(ctx, KILN_F32, N, 2, 0), want, got;
+        kiln_value *in = ramps(ctx, KILN_F32, N, 2, 0), want;
         CHECK_OK(ctx, kiln_function_run(f, N, in, &want));
         CHECK_TENSOR(kiln_value_tuple_get(want, 0), KILN_F32, "2", ((double[]){N * (N - 1) / 2.0, N * (N - 1) / 2.0 + N / 4.0}), 1e-6);
-        got = run_vm(ctx, f, N, in, 0, NULL);
-        check_same(want, got);
-        release_all(1, &got);
-        release_all(1, &want);
+        vm_matches(ctx, f, N, in, want);
         release_free(N, in);
     }
     kiln_module_free(m);
@@ -192,15 +197,12 @@ TEST(limits_while_with_300_loop_variables) {
     if (!m) printf("%s\n", kiln_error_message(ctx));
     if (m) {
         kiln_function *w = kiln_module_function(m, "w");
-        kiln_value *in = ramps(ctx, KILN_F64, N, 3, 0), want, got;
+        kiln_value *in = ramps(ctx, KILN_F64, N, 3, 0), want;
         CHECK_OK(ctx, kiln_function_run(w, N, in, &want));
         CHECK_INT(kiln_value_tuple_size(want), N + 1);
         CHECK_INT(kiln_value_tuple_get(want, 0).i, 3);
         CHECK_TENSOR(kiln_value_tuple_get(want, N), KILN_F64, "3", ((double[]){N + 2, N + 2.25, N + 2.5}), 0);
-        got = run_vm(ctx, w, N, in, 0, NULL);
-        check_same(want, got);
-        release_all(1, &got);
-        release_all(1, &want);
+        vm_matches(ctx, w, N, in, want);
 
         /* d loss / d x_0 = v_1, d / d x_1 = v_0, d / d x_299 = 1, the others 0 */
         int *wrt = malloc(sizeof *wrt * N);
@@ -214,10 +216,7 @@ TEST(limits_while_with_300_loop_variables) {
             CHECK_TENSOR(kiln_value_tuple_get(want, 2), KILN_F64, "3", ((double[]){3, 3.25, 3.5}), 1e-12);
             CHECK_TENSOR(kiln_value_tuple_get(want, 3), KILN_F64, "3", ((double[]){0, 0, 0}), 0);
             CHECK_TENSOR(kiln_value_tuple_get(want, N), KILN_F64, "3", ((double[]){1, 1, 1}), 1e-12);
-            got = run_vm(ctx, g, N, in, 0, NULL);
-            check_same(want, got);
-            release_all(1, &got);
-            release_all(1, &want);
+            vm_matches(ctx, g, N, in, want);
         } else {
             printf("%s\n", kiln_error_message(ctx));
         }
@@ -252,7 +251,7 @@ TEST(limits_autodiff_800_parameters) {
         kiln_function *g = kiln_autodiff(kiln_module_function(m, "f"), 2 * N, wrt, "df");
         CHECK(g);
         kiln_value *xs = ramps(ctx, KILN_F64, N, 3, 0), *ws = ramps(ctx, KILN_F64, N, 3, 0.5);
-        kiln_value *in = malloc(sizeof *in * 2 * N), want, got;
+        kiln_value *in = malloc(sizeof *in * 2 * N), want;
         memcpy(in, xs, sizeof *in * N);
         memcpy(in + N, ws, sizeof *in * N);
         if (g) {
@@ -266,10 +265,7 @@ TEST(limits_autodiff_800_parameters) {
                     ok &= ((double *)dw->data)[k] == ((double *)xs[i].tensor->data)[k];
                 }
             CHECK(ok);
-            got = run_vm(ctx, g, 2 * N, in, 0, NULL);
-            check_same(want, got);
-            release_all(1, &got);
-            release_all(1, &want);
+            vm_matches(ctx, g, 2 * N, in, want);
         } else {
             printf("%s\n", kiln_error_message(ctx));
         }
